@@ -14,18 +14,21 @@ from functools import lru_cache
 
 NO_SUBJECT = "(no subject)"
 
-# Reply/forward markers seen in the wild, by language: English (Re, Fwd, Fw),
-# German (AW, WG, Antw, Antwort), Scandinavian (SV, VS), French (TR, Réf),
-# Spanish (RV), Italian (R, Rif), Polish (Odp), Hungarian (Vá), Dutch (Antw),
-# Chinese clients (回复, 答复, 转发, 回覆). Longest first so "Antwort" wins over "Antw".
-_MARKERS = sorted(
-    [
-        "re", "aw", "wg", "sv", "vs", "tr", "rv", "fwd", "fw", "antw", "antwort",
-        "réf", "ref", "rif", "r", "odp", "vá", "回复", "答复", "转发", "回覆",
-    ],
-    key=len,
-    reverse=True,
-)
+# Reply/forward markers seen in the wild, by the language of the client.
+_MARKERS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "English": ("re", "fwd", "fw"),
+    "German": ("aw", "wg", "antw", "antwort"),
+    "Dutch": ("antw",),
+    "Scandinavian": ("sv", "vs"),
+    "French": ("tr", "réf", "ref"),
+    "Spanish": ("rv",),
+    "Italian": ("r", "rif"),
+    "Polish": ("odp",),
+    "Hungarian": ("vá",),
+    "Chinese": ("回复", "答复", "转发", "回覆"),
+}
+# Longest first, so "antwort" is tried before "antw" and "re" before "r".
+_MARKERS = sorted({m for ms in _MARKERS_BY_LANGUAGE.values() for m in ms}, key=len, reverse=True)
 # One prefix: a marker, an optional count "[2]" or "(2)", an optional dot
 # ("Réf. :"), then a colon (ASCII or the full-width one CJK clients use).
 _ONE_PREFIX = (
@@ -68,9 +71,7 @@ def _clean(text: str) -> str:
     """text with control characters and line/paragraph separators turned into spaces."""
     # CR/LF would let a subject inject a header; U+2028/U+2029/U+0085 are line
     # breaks to str.splitlines() and to some header folders (RFC 5322 §2.2).
-    return "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text
-    )
+    return "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
 
 
 def _without_tag_and_prefixes(subject: str, prefix: str) -> str:

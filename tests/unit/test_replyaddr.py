@@ -54,9 +54,7 @@ def test_any_single_char_change_of_the_token_is_rejected(
 
 
 @given(ids, emails, emails)
-def test_token_for_one_recipient_is_not_issued_to_another(
-    ticket_id: int, a: str, b: str
-) -> None:
+def test_token_for_one_recipient_is_not_issued_to_another(ticket_id: int, a: str, b: str) -> None:
     """Each recipient of a ticket gets their own token; A's is not B's."""
     if a == b:
         return
