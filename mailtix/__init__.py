@@ -1,0 +1,3 @@
+"""mailtix: a helpdesk run entirely by email."""
+
+__version__ = "0.1.0"

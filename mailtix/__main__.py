@@ -1,0 +1,5 @@
+"""`python -m mailtix` is the `mailtix` command."""
+
+from mailtix.cli import main
+
+main()

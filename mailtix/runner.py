@@ -1,0 +1,128 @@
+"""The spool runner: takes stored items in order and ingests each exactly once in effect.
+
+Parsing is CPU work that needs no lock, so with `spool.workers > 1` it runs
+ahead in worker processes while this thread applies results strictly in
+spool order (a reply must never be applied before the mail it answers).
+This loop is one of mailtix's three catch-alls: an item that raises is
+counted, retried, and quarantined after `spool.max_attempts`; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import datetime
+
+from mailtix.config import Config
+from mailtix.errors import StoreUnavailable
+from mailtix.services import ingest
+from mailtix.services.ingest import ItemOutcome, Prepared
+from mailtix.store import spool
+from mailtix.store.db import Database
+
+log = logging.getLogger("mailtix.runner")
+Clock = Callable[[], datetime]
+
+
+class Runner:
+    """Drains the spool; `run` loops until stopped, `run_once` drains what waits now."""
+
+    def __init__(self, db: Database, cfg: Config, clock: Clock, *, batch: int = 200) -> None:
+        self.db = db
+        self.cfg = cfg
+        self.clock = clock
+        self.batch = batch
+        self.wake = threading.Event()
+        self._pool: Executor | None = None
+        if cfg.spool.workers > 1:
+            self._pool = ProcessPoolExecutor(
+                max_workers=cfg.spool.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+
+    def close(self) -> None:
+        """Stop the parse workers."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run_once(self, limit: int | None = None) -> list[ItemOutcome]:
+        """Process every item waiting now (up to limit); return what became of each."""
+        outcomes: list[ItemOutcome] = []
+        after = 0
+        while limit is None or len(outcomes) < limit:
+            with self.db.read() as s:
+                ids = spool.pending_ids(s, self.batch, after=after)
+            if not ids:
+                break
+            for prep in self._prepared(ids):
+                outcome = self._apply_one(prep)
+                if outcome is None:  # the database is unavailable: stop this round
+                    return outcomes
+                outcomes.append(outcome)
+            after = ids[-1]
+        return outcomes
+
+    def run(self, stop: threading.Event) -> None:
+        """Process items until stop is set; wakes on `self.wake` or every poll interval."""
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                done = self.run_once()
+                backoff = 1.0
+            except StoreUnavailable as err:
+                log.warning("database unavailable, retrying in %.0f s: %s", backoff, err)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            if not done:
+                self.wake.wait(self.cfg.spool.poll_interval)
+                self.wake.clear()
+
+    # ----------------------------------------------------------------
+    def _prepared(self, ids: list[int]) -> Iterator[Prepared]:
+        t = self.cfg.tickets
+        raws: list[tuple[int, bytes]] = []
+        with self.db.read() as s:
+            for item_id in ids:
+                item = spool.get(s, item_id)
+                if item is not None and item.state == "new":
+                    raws.append((item_id, item.raw))
+        if self._pool is None:
+            for item_id, raw in raws:
+                yield _safe_prepare(item_id, raw, t.max_attachment_bytes, t.max_attachments)
+            return
+        futures = [
+            self._pool.submit(_safe_prepare, i, raw, t.max_attachment_bytes, t.max_attachments)
+            for i, raw in raws
+        ]
+        for fut in futures:
+            yield fut.result()
+
+    def _apply_one(self, prep: Prepared) -> ItemOutcome | None:
+        try:
+            return ingest.apply(self.db, self.cfg, prep, self.clock())
+        except StoreUnavailable as err:
+            log.warning("database unavailable while processing item %s: %s", prep.item_id, err)
+            return None
+        except Exception as err:  # noqa: BLE001 - the runner's per-item catch-all
+            log.exception("item %s failed", prep.item_id)
+            reason = f"{type(err).__name__}: {err}"
+            try:
+                with self.db.write() as s:
+                    state = spool.record_failure(
+                        s, prep.item_id, reason, self.cfg.spool.max_attempts, self.clock()
+                    )
+            except StoreUnavailable:
+                return None
+            return ItemOutcome(prep.item_id, "failed" if state == "new" else state, detail=reason)
+
+
+def _safe_prepare(item_id: int, raw: bytes, max_bytes: int, max_count: int) -> Prepared:
+    """prepare(), with any parser crash turned into a reason (the item gets quarantined)."""
+    try:
+        return ingest.prepare(item_id, raw, max_bytes, max_count)
+    except Exception as err:  # noqa: BLE001 - a parser bug must not stop the runner
+        return Prepared(item_id, None, f"parser failed: {type(err).__name__}: {err}")
