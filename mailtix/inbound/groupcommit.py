@@ -47,9 +47,12 @@ class GroupCommitter:
         *,
         max_batch: int = MAX_BATCH,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
+        # Called after each committed batch (the daemon wakes the runner with it).
+        self._on_commit = on_commit
         self._max_batch = max_batch
         self._max_bytes = max_batch_bytes
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
@@ -97,9 +100,21 @@ class GroupCommitter:
             if first is None:
                 return
             batch, stopping = self._take_more(first)
+            committed = self.batches
             self._commit(batch)
+            if self.batches != committed:
+                self._notify()
             if stopping:
                 return
+
+    def _notify(self) -> None:
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit()
+        except Exception:
+            # The thread must live on: every session waiting on a future depends on it.
+            log.exception("on_commit callback failed")
 
     def _take_more(self, first: _Request) -> tuple[list[_Request], bool]:
         batch = [first]

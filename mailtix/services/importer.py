@@ -36,7 +36,9 @@ _BLANK = re.compile(rb"\r?\n\r?\n")
 
 def is_mail(raw: bytes) -> bool:
     """Whether raw is mail at all: a header field in its first block (no parsing)."""
-    head = raw[:_SNIFF_BYTES].lstrip(b"\r\n")
+    head = raw[:_SNIFF_BYTES]
+    if head.startswith((b"\n", b"\r\n")):
+        return False  # the first block is empty: a body without a header
     blank = _BLANK.search(head)
     if blank is not None:
         head = head[: blank.start()]
