@@ -147,7 +147,7 @@ def on_delivery_failed(
         log.warning("outbox %s (%s) failed for good: %s", outbox_id, kind, error)
         return
     tickets.add_event(
-        s, ticket.id, "delivery-failed", now=now, outbox_id=outbox_id, kind=kind,
+        s, ticket.id, "delivery-failed", now=now, outbox_id=outbox_id, mail=kind,
         message_id=message_id, recipients=list(recipients), error=error,
     )
     if kind == FAILURE_KIND:
