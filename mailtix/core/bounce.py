@@ -86,19 +86,20 @@ def parse_bounce(msg: ParsedMessage, raw: bytes) -> BounceReport | None:
 
 def verp_token(rcpt: str, template: str = "bounces+{token}@") -> str | None:
     """The token in a VERP address built from template ("bounces+{token}@example.com"), or None."""
-    prefix, found, suffix = template.partition("{token}")
-    if not found:
+    local_t, at_t, domain_t = template.partition("@")
+    prefix, found, suffix = local_t.partition("{token}")
+    local, at, domain = rcpt.strip().strip("<>").strip().rpartition("@")
+    if not found or not at:
         return None
-    address = rcpt.strip().strip("<>").strip()
-    lowered = address.lower()
+    if at_t and domain_t and domain.lower() != domain_t.lower():
+        return None
+    lowered = local.lower()
     if not (lowered.startswith(prefix.lower()) and lowered.endswith(suffix.lower())):
         return None
-    token = address[len(prefix): len(address) - len(suffix)] if suffix else address[len(prefix):]
-    if "@" not in suffix:
-        token = token.partition("@")[0]
+    token = local[len(prefix): len(local) - len(suffix)]
     # MTAs may fold the local part's case (autoreply/bounceparser-whitelist.eml):
-    # the token is returned as written; make tokens case-insensitive when minting them.
-    return token if token and re.fullmatch(r"[A-Za-z0-9._=-]+", token) else None
+    # the token is returned as written; mint tokens that survive case folding.
+    return token if re.fullmatch(r"[A-Za-z0-9._=-]+", token) else None
 
 
 # ------------------------------------------------------------ raw structure
