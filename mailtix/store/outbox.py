@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from mailtix.core import bounce
 from mailtix.store import tickets
 from mailtix.store.tables import OutboxItem, TicketMessage
 
@@ -248,15 +249,15 @@ def envelope_sender(template: str, item_id: int) -> str:
     return template.replace(TOKEN_PLACEHOLDER, verp_token(item_id))
 
 
-def item_id_from_bounce_address(address: str, template: str) -> int | None:
-    """The outbox row a bounce was addressed to, by the envelope sender template; or None."""
-    if TOKEN_PLACEHOLDER not in template:
-        return None
-    head, _, tail = template.lower().partition(TOKEN_PLACEHOLDER)
-    addr = address.strip().strip("<>").lower()
-    if not (addr.startswith(head) and addr.endswith(tail)) or len(addr) <= len(head) + len(tail):
-        return None
-    token = addr[len(head) : len(addr) - len(tail)]
+def item_id_for_token(token: str) -> int | None:
+    """The outbox row a VERP token stands for (see core.bounce.verp_token), or None."""
+    token = token.lower()  # MTAs may fold the case of local parts
     if not token.startswith("o") or not token[1:].isdigit() or len(token) > 19:
         return None
     return int(token[1:])
+
+
+def item_id_from_bounce_address(address: str, template: str) -> int | None:
+    """The outbox row a bounce was addressed to, by the envelope sender template; or None."""
+    token = bounce.verp_token(address, template)
+    return item_id_for_token(token) if token is not None else None

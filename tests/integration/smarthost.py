@@ -178,7 +178,8 @@ class Smarthost:
         if self._implicit:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*map(str, self._implicit))
-            kwargs.update(ssl_context=ctx)
+            # aiosmtpd does not count implicit TLS as TLS for AUTH; it is TLS here.
+            kwargs.update(ssl_context=ctx, auth_require_tls=False)
         if self._users is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True)
         self._controller = _Controller(_Handler(self), sock, **kwargs)
