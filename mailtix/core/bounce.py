@@ -202,7 +202,12 @@ def _recipient_address(block: dict[str, str]) -> str | None:
 
 def _recipient(address: str, block: dict[str, str]) -> BouncedRecipient:
     diagnostic = _diagnostic(block.get("diagnostic-code"))
-    status = _status(block.get("status")) or _status(diagnostic)
+    status = _status(block.get("status"))
+    detailed = _status(diagnostic)
+    # Many MTAs write a generic "Status: 5.0.0" and the remote server's precise
+    # code in the diagnostic (bounces/sisimai-lhost-courier-01.eml): keep the precise one.
+    if status is None or (status.endswith(".0.0") and detailed and detailed[0] == status[0]):
+        status = detailed or status
     action = (block.get("action") or "").strip().lower().split(" ")[0] or None
     if action is None and status:
         action = "failed" if status[0] in "45" else "delivered"
@@ -241,9 +246,14 @@ def _text_recipients(msg: ParsedMessage, text: str) -> list[BouncedRecipient]:
         # trust it when it names exactly one.
         quoted = bounce_text.original_recipients(text, exclude)
         addresses = quoted if len(quoted) == 1 else []
+    # With one recipient, the session transcript's reply is its reason
+    # (bounces/sisimai-lhost-activehunter-01.eml: "550 sorry, no mailbox here (#5.1.1)").
+    transcript = bounce_text.first_reply_line(text) if len(addresses) == 1 else None
     found = []
     for address in addresses:
         diagnostic = _diagnostic(reasons.get(address))
+        if transcript and not (diagnostic and bounce_text.BASIC_CODE.search(diagnostic)):
+            diagnostic = _diagnostic(f"{diagnostic or ''} {transcript}")
         found.append(BouncedRecipient(address, _status(diagnostic), action, diagnostic))
     return found
 

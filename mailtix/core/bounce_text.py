@@ -141,6 +141,14 @@ def original_recipients(text: str, exclude: frozenset[str]) -> list[str]:
     return []
 
 
+def first_reply_line(text: str) -> str | None:
+    """The first line of the notice that quotes an SMTP reply or an RFC 3463 status."""
+    for line in notice_only(text).splitlines():
+        if BASIC_CODE.search(line) or ENHANCED_STATUS.search(line):
+            return line.strip()
+    return None
+
+
 def temporary(text: str) -> bool:
     """The notice says delivery is only delayed and still being tried."""
     return bool(_TEMPORARY.search(notice_only(text)))
