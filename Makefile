@@ -3,6 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 CONFIG ?= mailtix.toml
+# Byte-compiled modules make every `mailtix` process start several times faster;
+# some environments forbid writing them, which costs the suite minutes.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-sqlite lint venv system-deps postgres bench clean
 

@@ -10,7 +10,7 @@ if [ ! -x "$venv/bin/uv" ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check uv || true
 fi
 if [ -x "$venv/bin/uv" ]; then
-    VIRTUAL_ENV="$venv" "$venv/bin/uv" pip install -q -e '.[test]'
+    VIRTUAL_ENV="$venv" "$venv/bin/uv" pip install -q --compile-bytecode -e '.[test]'
 else
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
 fi

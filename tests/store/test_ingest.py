@@ -10,6 +10,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
 from mailtix.config import Config
 from mailtix.core import replyaddr
@@ -18,7 +19,7 @@ from mailtix.services import ingest
 from mailtix.store import spool, tickets
 from mailtix.store.db import Database
 from mailtix.store.spool import Envelope
-from mailtix.store.tables import SpoolItem
+from mailtix.store.tables import SpoolItem, TicketMessage
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -44,6 +45,11 @@ def mail(
 
 
 Deliver = Callable[..., ingest.ItemOutcome]
+
+
+def _incoming(s: Session, ticket_id: int | None) -> list[TicketMessage]:
+    assert ticket_id is not None
+    return [m for m in tickets.messages(s, ticket_id) if m.direction == "in"]
 
 
 @pytest.fixture
@@ -73,8 +79,8 @@ def test_new_mail_opens_a_ticket_for_the_sender(db: Database, deliver: Deliver) 
         assert (t.status, t.requester, t.queue, t.subject) == (
             "new", "carol@customer.org", "support", "Printer on fire"
         )
-        (m,) = tickets.messages(s, out.ticket_id)
-        assert m.direction == "in" and "on fire" in m.body
+        (m,) = [m for m in tickets.messages(s, out.ticket_id) if m.direction == "in"]
+        assert "on fire" in m.body
         assert tickets.ticket_for_message_ids(s, ["<a1@customer.org>"]) == out.ticket_id
 
 
@@ -151,7 +157,7 @@ def test_same_message_id_twice_is_stored_once(db: Database, deliver: Deliver) ->
     second = deliver(mail(msgid="<dup@customer.org>", X_Extra="copy via another route"))
     assert second.ticket_id == first.ticket_id and "duplicate" in second.detail
     with db.read() as s:
-        assert len(tickets.messages(s, first.ticket_id)) == 1  # type: ignore[arg-type]
+        assert len(_incoming(s, first.ticket_id)) == 1
 
 
 def test_auto_reply_is_an_event_not_a_reopen(db: Database, deliver: Deliver) -> None:
@@ -165,7 +171,7 @@ def test_auto_reply_is_an_event_not_a_reopen(db: Database, deliver: Deliver) -> 
     assert out.ticket_id == first.ticket_id
     with db.read() as s:
         assert tickets.get(s, first.ticket_id).status == "pending"  # type: ignore[arg-type, union-attr]
-        assert len(tickets.messages(s, first.ticket_id)) == 1  # type: ignore[arg-type]
+        assert len(_incoming(s, first.ticket_id)) == 1
         assert "auto-reply" in [e.kind for e in tickets.events(s, first.ticket_id)]  # type: ignore[arg-type]
 
 
