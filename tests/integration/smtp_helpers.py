@@ -48,9 +48,13 @@ class Running:
 
 
 @contextmanager
-def running(cfg: Config, db: Database) -> Iterator[Running]:
-    """Start a GroupCommitter and a Listener for cfg on db; stop both afterwards."""
-    committer = GroupCommitter(db, lambda: NOW)
+def running(cfg: Config, db: Database, *, child_process: bool = False) -> Iterator[Running]:
+    """Start a GroupCommitter and a Listener for cfg on db; stop both afterwards.
+
+    The store runs on the committer's thread unless child_process (the daemon's
+    default, whose spawn costs seconds here) is asked for.
+    """
+    committer = GroupCommitter(db, lambda: NOW, child_process=child_process)
     committer.start()
     listener = Listener(cfg, committer)
     try:

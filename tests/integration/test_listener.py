@@ -43,7 +43,7 @@ def test_swaks_message_is_stored_byte_for_byte(
     """A message sent by swaks gets 250 and its bytes are spooled exactly, with its envelope."""
     eml = tmp_path / "msg.eml"
     eml.write_bytes(TRICKY.removesuffix(b"\r\n"))  # swaks adds CRLF before the final dot
-    with running(make_config(db_url=db_url), db) as srv:
+    with running(make_config(db_url=db_url), db, child_process=True) as srv:
         result = swaks(
             srv.port,
             "--from",
@@ -159,15 +159,16 @@ def test_actual_data_over_limit_is_refused(
     assert [i.raw for i in spooled(db)] == [fits]
 
 
+@pytest.mark.parametrize("child_process", [False, True], ids=["thread", "child"])
 def test_database_unavailable_gives_451_and_stores_nothing(
-    db_url: str, make_config: ConfigFactory, tmp_path: Path
+    db_url: str, make_config: ConfigFactory, tmp_path: Path, child_process: bool
 ) -> None:
     """With the database down the sender gets 451 4.3.0, nothing is half-stored, a retry works."""
     eml = tmp_path / "msg.eml"
     eml.write_bytes(message(3).removesuffix(b"\r\n"))
     db = Database(db_url, busy_timeout=0.2)
     try:
-        with running(make_config(db_url=db_url), db) as srv:
+        with running(make_config(db_url=db_url), db, child_process=child_process) as srv:
             with unavailable(db_url):
                 down = swaks(srv.port, "--to", "support@example.com", "--data", f"@{eml}")
             assert spooled(db) == []
@@ -188,7 +189,7 @@ def test_unexpected_error_is_451_and_logged_not_echoed(
     def broken_clock() -> datetime:
         raise RuntimeError("secret internal detail")
 
-    committer = GroupCommitter(db, broken_clock)
+    committer = GroupCommitter(db, broken_clock, child_process=False)
     committer.start()
     listener = Listener(make_config(db_url=db_url), committer)
     host, port = listener.start()
@@ -318,7 +319,10 @@ def test_concurrent_sessions_store_every_message_exactly_once(
                 c.sendmail("carol@customer.org", ["support@example.com"], message(n))
         return 25
 
-    with running(make_config(db_url=db_url), db) as srv, ThreadPoolExecutor(8) as pool:
+    with (
+        running(make_config(db_url=db_url), db, child_process=True) as srv,
+        ThreadPoolExecutor(8) as pool,
+    ):
         sent = sum(pool.map(session, range(0, 200, 25), [srv.host] * 8, [srv.port] * 8))
         batches = srv.committer.batches
     items = spooled(db)
@@ -333,7 +337,7 @@ def test_stop_lets_a_session_in_data_finish(
     db: Database, db_url: str, make_config: ConfigFactory
 ) -> None:
     """stop() lets a message in DATA be stored and acknowledged; then the session gets 421."""
-    committer = GroupCommitter(db, lambda: NOW)
+    committer = GroupCommitter(db, lambda: NOW, child_process=False)
     committer.start()
     listener = Listener(make_config(db_url=db_url), committer)
     host, port = listener.start()
