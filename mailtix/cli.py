@@ -20,7 +20,7 @@ import click
 
 from mailtix import config as config_mod
 from mailtix.config import Config
-from mailtix.errors import ConfigError, MailtixError, outcome_for
+from mailtix.errors import ConfigError, MailtixError, UserError, outcome_for
 from mailtix.store.db import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,6 +49,11 @@ class State:
         db = Database(cfg.database.url, busy_timeout=cfg.database.busy_timeout)
         if upgrade:
             db.upgrade()
+        elif not db.has_schema():
+            db.dispose()
+            raise UserError(
+                "the database has no tables yet: run `mailtix db upgrade` (or start `mailtix run`)"
+            )
         return db
 
 

@@ -38,11 +38,14 @@ class Daemon:
         self.clock = clock
         self.db = Database(cfg.database.url, busy_timeout=cfg.database.busy_timeout)
         self.stopping = threading.Event()
-        self.runner = Runner(self.db, cfg, clock)
-        self.committer = GroupCommitter(self.db, clock, on_commit=self.runner.wake.set)
-        self.listener = Listener(cfg, self.committer) if cfg.listener.enabled else None
         self.sender = Sender(self.db, cfg, transport_for(cfg), clock)
-        self.pollers = [MailboxPoller(cfg, box, self.db, clock) for box in cfg.mailbox]
+        self.runner = Runner(self.db, cfg, clock, on_processed=self.sender.wake)
+        wake = self.runner.wake.set
+        self.committer = GroupCommitter(self.db, clock, on_commit=wake)
+        self.listener = Listener(cfg, self.committer) if cfg.listener.enabled else None
+        self.pollers = [
+            MailboxPoller(cfg, box, self.db, clock, on_commit=wake) for box in cfg.mailbox
+        ]
         self._threads: list[threading.Thread] = []
         self._edge_stop = threading.Event()  # IMAP pollers
         self._work_stop = threading.Event()  # runner and sender

@@ -82,6 +82,7 @@ _OUTCOMES: list[tuple[type[BaseException], Outcome]] = [
     (MessageTooLarge, Outcome("552 5.3.4 Message too big for system", EX_DATAERR)),
     (NotMail, Outcome("554 5.6.0 Message is not RFC 5322 mail", EX_DATAERR)),
     (ConfigError, Outcome("451 4.3.5 System not configured", EX_CONFIG)),
+    (UserError, Outcome("554 5.0.0 Request refused", 1)),
     (TemporaryError, Outcome("451 4.3.0 Temporary failure, please try again later", EX_TEMPFAIL)),
     (PermanentError, Outcome("554 5.0.0 Message refused", EX_DATAERR)),
 ]

@@ -30,8 +30,18 @@ Clock = Callable[[], datetime]
 class Runner:
     """Drains the spool; `run` loops until stopped, `run_once` drains what waits now."""
 
-    def __init__(self, db: Database, cfg: Config, clock: Clock, *, batch: int = 200) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cfg: Config,
+        clock: Clock,
+        *,
+        batch: int = 200,
+        on_processed: Callable[[], None] | None = None,
+    ) -> None:
         self.db = db
+        # Called after a round that processed items (e.g. wake the sender for new outbox rows).
+        self.on_processed = on_processed
         self.cfg = cfg
         self.clock = clock
         self.batch = batch
@@ -72,6 +82,8 @@ class Runner:
             try:
                 done = self.run_once()
                 backoff = 1.0
+                if done and self.on_processed is not None:
+                    self.on_processed()
             except StoreUnavailable as err:
                 log.warning("database unavailable, retrying in %.0f s: %s", backoff, err)
                 stop.wait(backoff)

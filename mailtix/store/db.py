@@ -98,6 +98,13 @@ class Database:
             command.upgrade(cfg, "head")
             conn.commit()
 
+    def has_schema(self) -> bool:
+        """True once `upgrade` has created the tables."""
+        from sqlalchemy import inspect
+
+        with _translate_errors(), self.read_engine.connect() as conn:
+            return inspect(conn).has_table("spool_item")
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

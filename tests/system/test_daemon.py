@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ def customer_mail(n: int, subject: str = "Help") -> bytes:
     m["To"] = "support@example.com"
     m["Subject"] = f"{subject} {n}"
     m["Message-ID"] = f"<load-{n}@example.org>"
-    m.set_content(f"Message number {n}.\n" + "x" * 1500)
-    return m.as_bytes()
+    m.set_content(f"Message number {n}.\n" + ("x" * 70 + "\n") * 20)
+    return m.as_bytes(policy=SMTP)
 
 
 def test_tour_mail_becomes_ticket_and_daemon_stops_on_sigterm(
