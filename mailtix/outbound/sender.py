@@ -19,9 +19,11 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from sqlmodel import Session
 
 from mailtix.config import Config
 from mailtix.errors import StoreUnavailable
@@ -41,7 +43,7 @@ Clock = Callable[[], datetime]
 Random = Callable[[], float]
 # Rows claimed at once per connection. With the lease below, a claimed batch
 # is always delivered (or timed out) before its lease ends.
-PER_CONNECTION_BATCH = 5
+PER_CONNECTION_BATCH = 10
 
 
 @dataclass
@@ -71,9 +73,11 @@ def backoff_seconds(attempts: int, base: float, cap: float, rng: Random = random
 
 def lease_for(cfg: Config) -> timedelta:
     """How long a claim lasts: room for a whole batch of timeouts, plus a minute."""
-    # Each message is ~5 round trips, each bounded by the timeout; 4 of them in
-    # a row at the timeout is already a server we should give up on.
-    return timedelta(seconds=PER_CONNECTION_BATCH * 4 * cfg.outbound.timeout + 60)
+    # Worst case per message: a connect and one operation both running into
+    # the timeout (a failed link is dropped, so it never costs more). A claim
+    # is made while each connection has at most one row in flight, so a row
+    # waits behind at most PER_CONNECTION_BATCH others.
+    return timedelta(seconds=(PER_CONNECTION_BATCH + 1) * 2 * cfg.outbound.timeout + 60)
 
 
 def _deliver(transport: Transport, claim: Claim) -> Exception | None:
@@ -90,54 +94,46 @@ def _deliver(transport: Transport, claim: Claim) -> Exception | None:
 
 
 def _record(
-    db: Database, cfg: Config, claim: Claim, err: Exception | None, now: datetime, rng: Random
-) -> str:
-    """Commit the outcome of one delivery; returns "sent", "retried" or "failed"."""
-    out = cfg.outbound
-    with db.write() as s:
-        if err is None:
-            outbox.mark_sent(s, claim.id, now)
-            return "sent"
-        error = str(err)[:2000]
-        permanent = isinstance(err, PermanentDeliveryError)
-        if not permanent and claim.attempts < out.max_attempts:
-            delay = backoff_seconds(
-                claim.attempts, out.retry_base_seconds, out.retry_max_seconds, rng
-            )
-            outbox.mark_retry(s, claim.id, now + timedelta(seconds=delay), error)
-            log.info("outbox %s: attempt %d failed, retry in %.0fs: %s",
-                     claim.id, claim.attempts, delay, error)
-            return "retried"
-        if not permanent:
-            error = f"gave up after {claim.attempts} attempts: {error}"
-        if outbox.mark_failed(s, claim.id, error, now):
-            notify.on_delivery_failed(
-                s, cfg, ticket_id=claim.ticket_id, outbox_id=claim.id, kind=claim.kind,
-                message_id=claim.message_id, recipients=claim.recipients, error=error, now=now,
-            )
-        log.warning("outbox %s failed for good: %s", claim.id, error)
-        return "failed"
-
-
-def _run_batch(
-    db: Database, cfg: Config, transport: Transport, claims: list[Claim], now: datetime,
-    rng: Random, pool: ThreadPoolExecutor | None,
+    db: Database, cfg: Config, outcomes: list[tuple[Claim, Exception | None]], now: datetime,
+    rng: Random,
 ) -> SendReport:
+    """Commit the outcomes of some deliveries, in one transaction."""
     report = SendReport()
-    counts = {"sent": 0, "retried": 0, "failed": 0}
-    if pool is None:
-        results = ((c, _deliver(transport, c)) for c in claims)
-    else:
-        futures: dict[Future[Exception | None], Claim] = {
-            pool.submit(_deliver, transport, c): c for c in claims
-        }
-        results = ((futures[f], f.result()) for f in as_completed(futures))
-    # Each outcome commits on its own as soon as it is known, so a crash
-    # re-sends only what was in flight, never a whole batch.
-    for claim, err in results:
-        counts[_record(db, cfg, claim, err, now, rng)] += 1
-    report.sent, report.retried, report.failed = counts["sent"], counts["retried"], counts["failed"]
+    with db.write() as s:
+        sent = [claim.id for claim, err in outcomes if err is None]
+        report.sent = outbox.mark_sent_many(s, sent, now) if sent else 0
+        for claim, err in outcomes:
+            if err is None:
+                continue
+            if _retry_or_fail(s, cfg, claim, err, now, rng):
+                report.retried += 1
+            else:
+                report.failed += 1
     return report
+
+
+def _retry_or_fail(
+    s: Session, cfg: Config, claim: Claim, err: Exception, now: datetime, rng: Random
+) -> bool:
+    """Schedule a retry (True) or fail the row for good (False)."""
+    out = cfg.outbound
+    error = str(err)[:2000]
+    permanent = isinstance(err, PermanentDeliveryError)
+    if not permanent and claim.attempts < out.max_attempts:
+        delay = backoff_seconds(claim.attempts, out.retry_base_seconds, out.retry_max_seconds, rng)
+        outbox.mark_retry(s, claim.id, now + timedelta(seconds=delay), error)
+        log.info("outbox %s: attempt %d failed, retry in %.0fs: %s",
+                 claim.id, claim.attempts, delay, error)
+        return True
+    if not permanent:
+        error = f"gave up after {claim.attempts} attempts: {error}"
+    if outbox.mark_failed(s, claim.id, error, now):
+        notify.on_delivery_failed(
+            s, cfg, ticket_id=claim.ticket_id, outbox_id=claim.id, kind=claim.kind,
+            message_id=claim.message_id, recipients=claim.recipients, error=error, now=now,
+        )
+    log.warning("outbox %s failed for good: %s", claim.id, error)
+    return False
 
 
 def _claim(db: Database, cfg: Config, now: datetime) -> list[Claim]:
@@ -148,30 +144,42 @@ def _claim(db: Database, cfg: Config, now: datetime) -> list[Claim]:
 
 def _drain(
     db: Database, cfg: Config, transport: Transport, now: datetime, rng: Random,
-    pool: ThreadPoolExecutor | None,
+    pool: ThreadPoolExecutor,
 ) -> SendReport:
+    """Deliver what is due at now through pool, as a pipeline: claim, deliver, commit."""
     report = SendReport()
-    # Every claimed row leaves "due at now" (sent, failed, or due later), so this ends.
-    while claims := _claim(db, cfg, now):
-        report.add(_run_batch(db, cfg, transport, claims, now, rng, pool))
-    return report
+    pending: dict[Future[Exception | None], Claim] = {}
+    dry = False  # the last claim found nothing: wait for what is in flight first
+    while True:
+        # Claim more while the connections still have work, so claiming
+        # overlaps delivery. Rows enqueued meanwhile (failure notices) are
+        # due at now too: claim once more when all is done.
+        if not pending or (len(pending) <= cfg.outbound.connections and not dry):
+            claims = _claim(db, cfg, now)
+            dry = not claims
+            for claim in claims:
+                pending[pool.submit(_deliver, transport, claim)] = claim
+            if not pending:
+                return report
+        # Group commit: what finished while the last outcomes were committed
+        # is committed together. A crash re-sends only rows delivered but not
+        # yet committed, each once (their lease must end first).
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        outcomes = [(pending.pop(f), f.result()) for f in done]
+        report.add(_record(db, cfg, outcomes, now, rng))
 
 
-def _pool(cfg: Config) -> ThreadPoolExecutor | None:
-    n = cfg.outbound.connections
-    return ThreadPoolExecutor(n, thread_name_prefix="mailtix-send") if n > 1 else None
+def _pool(cfg: Config) -> ThreadPoolExecutor:
+    # One thread per connection; with one, delivery still overlaps the commits.
+    return ThreadPoolExecutor(cfg.outbound.connections, thread_name_prefix="mailtix-send")
 
 
 def send_pending(
     db: Database, cfg: Config, transport: Transport, now: datetime, *, rng: Random = random.random
 ) -> SendReport:
     """Deliver every row due at now (`mailtix send-pending`) and return the counts."""
-    pool = _pool(cfg)
-    try:
+    with _pool(cfg) as pool:
         return _drain(db, cfg, transport, now, rng, pool)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
 
 
 class Sender:
@@ -212,8 +220,7 @@ class Sender:
         finally:
             self._finished.set()
             watcher.join()
-            if pool is not None:
-                pool.shutdown(wait=True)
+            pool.shutdown(wait=True)
 
     def _wake_on(self, stop: threading.Event) -> None:
         # Turns stop.set() into a wake-up, so run() waits on one Event only.
@@ -222,7 +229,7 @@ class Sender:
                 return
         self._wakeup.set()
 
-    def _pass(self, pool: ThreadPoolExecutor | None) -> float:
+    def _pass(self, pool: ThreadPoolExecutor) -> float:
         """One delivery pass; the seconds to wait before the next one."""
         try:
             report = _drain(self.db, self.cfg, self.transport, self.clock(), self.rng, pool)

@@ -217,6 +217,16 @@ def mark_sent(s: Session, item_id: int, now: datetime) -> bool:
     return _set(s, item_id, state="sent", sent_at=now, last_error=None)
 
 
+def mark_sent_many(s: Session, item_ids: Sequence[int], now: datetime) -> int:
+    """mark_sent for several rows in one statement; returns how many were pending."""
+    stmt = (
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(item_ids), OutboxItem.state == "pending")  # type: ignore[union-attr,arg-type]
+        .values(state="sent", sent_at=now, last_error=None)
+    )
+    return int(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
 def mark_retry(s: Session, item_id: int, next_at: datetime, error: str) -> bool:
     """A temporary failure: try again at next_at."""
     return _set(s, item_id, next_attempt_at=next_at, last_error=error)

@@ -239,13 +239,16 @@ class Crash(BaseException):
 
 
 class CrashAfterDelivery:
-    """A transport that delivers, then "kills" the sender before it can mark the row."""
+    """A transport that delivers once, then "kills" the sender before it can mark the row."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
+        self.dead = False
 
     def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> None:
-        self.inner.send(envelope_from, recipients, raw)
+        if not self.dead:  # a dead process delivers nothing more
+            self.inner.send(envelope_from, recipients, raw)
+            self.dead = True
         raise Crash
 
 
