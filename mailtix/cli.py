@@ -184,6 +184,72 @@ def import_(state: State, path: Path, queue: str | None, no_progress: bool) -> N
         click.echo(f"skipped: {reason}", err=True)
 
 
+# ---------------------------------------------------------------- outbox
+@cli.command("send-pending")
+@config_option
+@pass_state
+def send_pending(state: State) -> None:
+    """Deliver what is due in the outbox now, then exit."""
+    from mailtix.outbound.sender import send_pending as deliver
+    from mailtix.outbound.transport import transport_for
+
+    cfg = state.config()
+    db = state.database()
+    try:
+        report = deliver(db, cfg, transport_for(cfg), _now())
+    finally:
+        db.dispose()
+    click.echo(f"{report.sent} sent, {report.retried} to retry, {report.failed} failed")
+
+
+@cli.command("run-jobs")
+@config_option
+@click.option(
+    "--now",
+    "now_iso",
+    default=None,
+    metavar="ISO8601",
+    help="Run as of this time (default: now), e.g. 2026-11-23T09:00:00+01:00.",
+)
+@pass_state
+def run_jobs(state: State, now_iso: str | None) -> None:
+    """Run every job once as of NOW: process the spool, deliver the outbox; then exit."""
+    from mailtix.outbound.sender import send_pending as deliver
+    from mailtix.outbound.transport import transport_for
+    from mailtix.runner import Runner
+
+    now = _parse_now(now_iso)
+    cfg = state.config()
+    db = state.database(upgrade=True)
+    runner = Runner(db, cfg, lambda: now)
+    try:
+        outcomes = runner.run_once()
+        report = deliver(db, cfg, transport_for(cfg), now)
+    finally:
+        runner.close()
+        db.dispose()
+    states = [o.state for o in outcomes]
+    click.echo(
+        f"spool: {states.count('done')} processed, {states.count('quarantined')} quarantined, "
+        f"{states.count('failed')} to retry; outbox: {report.sent} sent, "
+        f"{report.retried} to retry, {report.failed} failed"
+    )
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return _now()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint="--now") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(
+            "give a UTC offset, e.g. 2026-11-23T09:00:00+00:00", param_hint="--now"
+        )
+    return parsed
+
+
 # ---------------------------------------------------------------- tickets
 @cli.command("tickets")
 @config_option
@@ -207,8 +273,14 @@ def tickets_(state: State, status: str | None, queue: str | None, as_json: bool)
         ["ID", "STATUS", "PRIO", "QUEUE", "REQUESTER", "ASSIGNEE", "UPDATED", "SUBJECT"],
         [
             [
-                str(r["id"]), r["status"], r["priority"], r["queue"], r["requester"],
-                r["assignee"] or "-", (r["updated_at"] or "")[:16].replace("T", " "), r["subject"],
+                str(r["id"]),
+                r["status"],
+                r["priority"],
+                r["queue"],
+                r["requester"],
+                r["assignee"] or "-",
+                (r["updated_at"] or "")[:16].replace("T", " "),
+                r["subject"],
             ]
             for r in rows
         ],
@@ -289,8 +361,12 @@ def quarantine_list(state: State, as_json: bool = False) -> None:
         ["ID", "RECEIVED", "SOURCE", "FROM", "TRIES", "REASON"],
         [
             [
-                str(r["id"]), (r["received_at"] or "")[:19].replace("T", " "), r["source"],
-                r["mail_from"] or "-", str(r["attempts"]), (r["reason"] or "")[:80],
+                str(r["id"]),
+                (r["received_at"] or "")[:19].replace("T", " "),
+                r["source"],
+                r["mail_from"] or "-",
+                str(r["attempts"]),
+                (r["reason"] or "")[:80],
             ]
             for r in rows
         ],
@@ -374,9 +450,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(outcome_for(err).exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as err:  # noqa: BLE001 - the CLI's catch-all
+    except Exception as err:
         if debug or os.environ.get("MAILTIX_DEBUG"):
             raise
-        click.echo(f"mailtix: internal error: {type(err).__name__}: {err} (rerun with --debug)",
-                   err=True)
+        click.echo(
+            f"mailtix: internal error: {type(err).__name__}: {err} (rerun with --debug)", err=True
+        )
         sys.exit(outcome_for(err).exit_code)

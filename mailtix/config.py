@@ -268,6 +268,7 @@ def parse(data: Mapping[str, object], env: Mapping[str, str], base: Path) -> Con
     need("outbound.password", out.password, out.password_env, "outbound.password")
     for i, box in enumerate(cfg.mailbox):
         need(f"mailbox[{i}].password", box.password, box.password_env, f"mailbox.{box.name}")
+        need(f"mailbox[{i}].oauth2_token", None, box.oauth2_token_env, f"mailbox.{box.name}.oauth2")
     if problems:
         raise ConfigError(problems)
     return _resolve_paths(cfg, base).model_copy(update={"secrets": secrets})
@@ -288,7 +289,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             update={"maildir": abs_(cfg.outbound.maildir) or cfg.outbound.maildir}
         ),
         "tickets": cfg.tickets.model_copy(
-            update={"attachment_dir": abs_(cfg.tickets.attachment_dir) or cfg.tickets.attachment_dir}
+            update={
+                "attachment_dir": abs_(cfg.tickets.attachment_dir) or cfg.tickets.attachment_dir
+            }
         ),
         "templates": cfg.templates.model_copy(
             update={"directory": abs_(cfg.templates.directory) or cfg.templates.directory}

@@ -119,7 +119,7 @@ class Runner:
         except StoreUnavailable as err:
             log.warning("database unavailable while processing item %s: %s", prep.item_id, err)
             return None
-        except Exception as err:  # noqa: BLE001 - the runner's per-item catch-all
+        except Exception as err:
             log.exception("item %s failed", prep.item_id)
             reason = f"{type(err).__name__}: {err}"
             try:
@@ -136,5 +136,5 @@ def _safe_prepare(item_id: int, raw: bytes, max_bytes: int, max_count: int) -> P
     """prepare(), with any parser crash turned into a reason (the item gets quarantined)."""
     try:
         return ingest.prepare(item_id, raw, max_bytes, max_count)
-    except Exception as err:  # noqa: BLE001 - a parser bug must not stop the runner
+    except Exception as err:
         return Prepared(item_id, None, f"parser failed: {type(err).__name__}: {err}")

@@ -67,10 +67,16 @@ class _PgServer:
         engine = create_engine(self.url_for(self.template), poolclass=NullPool)
         try:
             with engine.begin() as conn:
-                names = conn.execute(
-                    text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                         "AND tablename <> 'alembic_version'")
-                ).scalars().all()
+                names = (
+                    conn.execute(
+                        text(
+                            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                            "AND tablename <> 'alembic_version'"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
                 if names:
                     quoted = ", ".join(f'"{n}"' for n in names)
                     conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
@@ -90,7 +96,7 @@ def pg_server() -> Iterator[_PgServer | None]:
     try:
         server = _PgServer(PG_ADMIN_URL)
         url = server.create(server.template)
-    except Exception as err:  # noqa: BLE001 - reported as the skip/fail reason
+    except Exception as err:
         pytest.exit(f"PostgreSQL at MAILTIX_TEST_PG_URL is unusable: {err}", returncode=1)
     db = Database(url)
     db.upgrade()
@@ -101,9 +107,7 @@ def pg_server() -> Iterator[_PgServer | None]:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     """The URL of a fresh, migrated database; SQLite and PostgreSQL in turn."""
     if request.param == "sqlite":
         path = tmp_path / "mailtix.db"
@@ -161,7 +165,9 @@ ConfigFactory = Callable[..., Config]
 def make_config(tmp_path: Path) -> ConfigFactory:
     """Build a validated Config rooted in tmp_path; keyword sections override the base."""
 
-    def factory(db_url: str | None = None, env: dict[str, str] | None = None, **sections: Any) -> Config:
+    def factory(
+        db_url: str | None = None, env: dict[str, str] | None = None, **sections: Any
+    ) -> Config:
         data = _merge(BASE_CONFIG, sections)
         if db_url is not None:
             data = _merge(data, {"database": {"url": db_url}})

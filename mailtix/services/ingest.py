@@ -230,15 +230,27 @@ def open_ticket(w: Work) -> None:
     tid = w.ticket.id
     assert tid is not None
     tickets.add_event(
-        w.s, tid, "created", actor=w.sender, now=w.now, via=w.link.via, reason=w.link.reason,
-        classified=w.disposition.kind, why=w.disposition.reason,
+        w.s,
+        tid,
+        "created",
+        actor=w.sender,
+        now=w.now,
+        via=w.link.via,
+        reason=w.link.reason,
+        classified=w.disposition.kind,
+        why=w.disposition.reason,
     )
     if w.link.follows is not None:
         tickets.add_event(w.s, tid, "follows", now=w.now, ticket=w.link.follows)
         tickets.add_event(w.s, w.link.follows, "continued", now=w.now, ticket=tid)
     if w.link.claimed_tag is not None:
         tickets.add_event(
-            w.s, tid, "claimed-tag", actor=w.sender, now=w.now, ticket=w.link.claimed_tag,
+            w.s,
+            tid,
+            "claimed-tag",
+            actor=w.sender,
+            now=w.now,
+            ticket=w.link.claimed_tag,
             note="the subject named another ticket, but the sender is not on it",
         )
     tickets.add_participants(w.s, tid, _copied(w), role="cc")
@@ -257,13 +269,19 @@ def add_to_ticket(w: Work) -> None:
     w.message = _store_message(w)
     tid = w.ticket.id
     if w.actor.is_agent and w.actor.authenticated:
-        notify.on_agent_answer(w.s, w.cfg, w.ticket, w.message, w.parsed, agent=w.actor.email, now=w.now)
+        notify.on_agent_answer(
+            w.s, w.cfg, w.ticket, w.message, w.parsed, agent=w.actor.email, now=w.now
+        )
         w.finish(f"agent answer on ticket #{tid} ({w.link.via})")
         return
     if w.actor.is_agent:
         # A From that names an agent without proof: kept, never obeyed (SPEC §4).
         tickets.add_event(
-            w.s, tid, "unauthenticated-agent", actor=w.sender, now=w.now,
+            w.s,
+            tid,
+            "unauthenticated-agent",
+            actor=w.sender,
+            now=w.now,
             note="mail from an agent address without a signed reply address or trusted DKIM/SPF",
         )
     if w.sender == w.ticket.requester or w.sender in _participants(w):
@@ -307,9 +325,9 @@ def _copied(w: Work) -> list[tuple[str, str]]:
     people: list[tuple[str, str]] = []
     for address in (*w.parsed.to, *w.parsed.cc):
         a = address.lower()
-        if a and a != w.sender and a not in agents and w.cfg.queue_for_address(a) is None:
-            if a not in own:
-                people.append((a, ""))
+        ours = a in own or w.cfg.queue_for_address(a) is not None
+        if a and a != w.sender and a not in agents and not ours:
+            people.append((a, ""))
     return people
 
 
@@ -346,8 +364,12 @@ def _store_message(w: Work) -> TicketMessage:
     for att in p.attachments:
         digest = attachments.save(root, att.payload)
         tickets.add_attachment(
-            w.s, msg, filename=att.filename, content_type=att.content_type,
-            size=len(att.payload), sha256=digest,
+            w.s,
+            msg,
+            filename=att.filename,
+            content_type=att.content_type,
+            size=len(att.payload),
+            sha256=digest,
         )
     if p.defects:
         assert w.ticket.id is not None

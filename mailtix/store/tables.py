@@ -8,7 +8,6 @@ schema); `tests/store/test_migrations.py` fails when the two disagree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, TypeDecorator, UniqueConstraint

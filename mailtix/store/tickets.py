@@ -209,7 +209,11 @@ def add_attachment(
     """Record a file (already stored content-addressed) on a message."""
     assert message.id is not None
     row = Attachment(
-        message_id=message.id, filename=filename, content_type=content_type, size=size, sha256=sha256
+        message_id=message.id,
+        filename=filename,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
     )
     s.add(row)
     return row

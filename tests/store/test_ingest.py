@@ -37,7 +37,9 @@ def mail(
     m["To"] = to
     m["Subject"] = subject
     m["Date"] = format_datetime(T0)
-    m["Message-ID"] = msgid or f"<{abs(hash((frm, subject, body, tuple(headers.items()))))}@customer.org>"
+    m["Message-ID"] = (
+        msgid or f"<{abs(hash((frm, subject, body, tuple(headers.items()))))}@customer.org>"
+    )
     for name, value in headers.items():
         m[name.replace("_", "-")] = value
     m.set_content(body)
@@ -57,7 +59,9 @@ def deliver(db: Database, config: Config) -> Deliver:
     """Spool raw (as an SMTP edge would) and run the ingest for it."""
     clock = iter(T0 + timedelta(minutes=i) for i in range(1000))
 
-    def _deliver(raw: bytes, rcpt: str = "support@example.com", mail_from: str = "") -> ingest.ItemOutcome:
+    def _deliver(
+        raw: bytes, rcpt: str = "support@example.com", mail_from: str = ""
+    ) -> ingest.ItemOutcome:
         now = next(clock)
         with db.write() as s:
             (stored,) = spool.put_many(
@@ -77,7 +81,10 @@ def test_new_mail_opens_a_ticket_for_the_sender(db: Database, deliver: Deliver) 
         t = tickets.get(s, out.ticket_id)
         assert t is not None
         assert (t.status, t.requester, t.queue, t.subject) == (
-            "new", "carol@customer.org", "support", "Printer on fire"
+            "new",
+            "carol@customer.org",
+            "support",
+            "Printer on fire",
         )
         (m,) = [m for m in tickets.messages(s, out.ticket_id) if m.direction == "in"]
         assert "on fire" in m.body
@@ -94,16 +101,18 @@ def test_queue_comes_from_the_recipient(db: Database, deliver: Deliver) -> None:
 def test_reply_by_references_joins_the_ticket(deliver: Deliver) -> None:
     """In-Reply-To naming a stored Message-ID threads the reply, whatever its subject."""
     first = deliver(mail(msgid="<orig@customer.org>"))
-    reply = deliver(mail(subject="something else", msgid="<r1@customer.org>",
-                         In_Reply_To="<orig@customer.org>"))
+    reply = deliver(
+        mail(subject="something else", msgid="<r1@customer.org>", In_Reply_To="<orig@customer.org>")
+    )
     assert reply.ticket_id == first.ticket_id
 
 
 def test_subject_tag_from_requester_joins(deliver: Deliver) -> None:
     """The requester's mail tagged [Ticket #N] joins ticket N, behind any reply prefixes."""
     first = deliver(mail())
-    reply = deliver(mail(subject=f"AW: RE: [ticket #{first.ticket_id}] Printer on fire",
-                         body="Still burning"))
+    reply = deliver(
+        mail(subject=f"AW: RE: [ticket #{first.ticket_id}] Printer on fire", body="Still burning")
+    )
     assert reply.ticket_id == first.ticket_id
 
 
@@ -145,8 +154,12 @@ def test_signed_reply_address_links_without_tag_or_references(
 ) -> None:
     """Mail to a ticket's signed reply address joins it even with a bare subject."""
     first = deliver(mail())
-    address = replyaddr.make("support@example.com", first.ticket_id, "carol@customer.org",  # type: ignore[arg-type]
-                             config.reply_secret)
+    address = replyaddr.make(
+        "support@example.com",
+        first.ticket_id,
+        "carol@customer.org",  # type: ignore[arg-type]
+        config.reply_secret,
+    )
     reply = deliver(mail(to=address, subject="thanks", body="ok"), rcpt=address)
     assert reply.ticket_id == first.ticket_id
 
@@ -166,8 +179,11 @@ def test_auto_reply_is_an_event_not_a_reopen(db: Database, deliver: Deliver) -> 
     with db.write() as s:
         t = tickets.get(s, first.ticket_id)  # type: ignore[arg-type]
         tickets.set_status(s, t, "pending", actor="alice@example.com", now=T0)  # type: ignore[arg-type]
-    out = deliver(mail(subject="Out of office", In_Reply_To="<ooo@customer.org>",
-                       Auto_Submitted="auto-replied"))
+    out = deliver(
+        mail(
+            subject="Out of office", In_Reply_To="<ooo@customer.org>", Auto_Submitted="auto-replied"
+        )
+    )
     assert out.ticket_id == first.ticket_id
     with db.read() as s:
         assert tickets.get(s, first.ticket_id).status == "pending"  # type: ignore[arg-type, union-attr]
@@ -222,8 +238,10 @@ def test_runner_processes_in_spool_order(db: Database, config: Config) -> None:
             s,
             [
                 (mail(msgid="<o@x.org>"), Envelope(source="import")),
-                (mail(body="reply", msgid="<r@x.org>", In_Reply_To="<o@x.org>"),
-                 Envelope(source="import")),
+                (
+                    mail(body="reply", msgid="<r@x.org>", In_Reply_To="<o@x.org>"),
+                    Envelope(source="import"),
+                ),
             ],
             T0,
         )

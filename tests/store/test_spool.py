@@ -9,7 +9,10 @@ from mailtix.store.db import Database
 from mailtix.store.spool import Envelope
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-MSG = b"From: a@x.org\r\nTo: support@example.com\r\nMessage-ID: <1@x.org>\r\nSubject: hi\r\n\r\nbody\r\n"
+MSG = (
+    b"From: a@x.org\r\nTo: support@example.com\r\nMessage-ID: <1@x.org>\r\n"
+    b"Subject: hi\r\n\r\nbody\r\n"
+)
 
 
 def test_put_is_idempotent_across_trace_headers(db: Database) -> None:

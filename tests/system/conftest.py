@@ -58,7 +58,9 @@ queues = ["support"]
     return path
 
 
-def cli(config: Path, *args: str, stdin: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    config: Path, *args: str, stdin: bytes | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
     """Run `mailtix --config config ARGS` and return the finished process."""
     return subprocess.run(
         [*MAILTIX, "--config", str(config), *args],
@@ -96,8 +98,10 @@ class DaemonProcess:
         self._log_fh = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [*MAILTIX, "--config", str(config), "run"], stdout=self._log_fh,
-            stderr=subprocess.STDOUT, env=env,
+            [*MAILTIX, "--config", str(config), "run"],
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         match = wait_for(self._bound, timeout=30, what="the daemon to listen")
         self.port = int(match.group(1))

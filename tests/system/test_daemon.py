@@ -14,7 +14,6 @@ import pytest
 
 from mailtix.store import spool
 from mailtix.store.db import Database
-
 from tests.system.conftest import DaemonProcess, cli, cli_json, wait_for, write_config
 
 
@@ -83,13 +82,18 @@ def test_sigkill_mid_load_loses_and_doubles_nothing(
     def numbers() -> list[int]:
         return [int(str(r["subject"]).split()[-1]) for r in cli_json(config, "tickets")]
 
-    wait_for(lambda: got_250 <= set(numbers()), timeout=120,
-             what="every message that got a 250 to be in a ticket")
+    wait_for(
+        lambda: got_250 <= set(numbers()),
+        timeout=120,
+        what="every message that got a 250 to be in a ticket",
+    )
     db = Database(db_url)
     try:
+
         def drained() -> bool:
             with db.read() as s:
                 return spool.counts(s).get("new", 0) == 0
+
         wait_for(drained, timeout=60, what="the spool to drain")
     finally:
         db.dispose()

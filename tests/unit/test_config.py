@@ -64,8 +64,10 @@ def test_missing_secret_env_is_an_error() -> None:
 def test_queue_lookup_accepts_plus_addressing_any_case() -> None:
     """support+anything@ belongs to the support queue; others to none."""
     cfg = config.parse(
-        {"queue": [{"name": "support", "addresses": ["Support@Example.com"]}],
-         "security": {"reply_secret": "s"}},
+        {
+            "queue": [{"name": "support", "addresses": ["Support@Example.com"]}],
+            "security": {"reply_secret": "s"},
+        },
         {},
         Path("/tmp"),
     )

@@ -10,13 +10,20 @@ PKG = Path(__file__).resolve().parents[2] / "mailtix"
 # Layer of each top-level module or package; a module may import only its own
 # layer or lower ones. config/errors are leaves anyone may use.
 LAYERS = {
-    "cli": 6, "__main__": 7,
+    "cli": 6,
+    "__main__": 7,
     "daemon": 5,
-    "inbound": 4, "outbound": 4, "runner": 4, "scheduler": 4,
+    "inbound": 4,
+    "outbound": 4,
+    "runner": 4,
+    "scheduler": 4,
     "services": 3,
-    "store": 2, "render": 2,
+    "store": 2,
+    "render": 2,
     "core": 1,
-    "config": 0, "errors": 0, "__init__": 0,
+    "config": 0,
+    "errors": 0,
+    "__init__": 0,
 }
 # Third-party packages that only some layers may use.
 ONLY_IN = {
@@ -27,8 +34,19 @@ ONLY_IN = {
     "imapclient": {"inbound"},
 }
 # The pure core uses none of these (no clock, sockets, files, env, database).
-CORE_FORBIDDEN = {"sqlalchemy", "sqlmodel", "jinja2", "socket", "smtplib", "imaplib", "imapclient",
-                  "aiosmtpd", "asyncio", "threading", "subprocess"}
+CORE_FORBIDDEN = {
+    "sqlalchemy",
+    "sqlmodel",
+    "jinja2",
+    "socket",
+    "smtplib",
+    "imaplib",
+    "imapclient",
+    "aiosmtpd",
+    "asyncio",
+    "threading",
+    "subprocess",
+}
 
 
 def _imports(path: Path) -> list[str]:
@@ -94,7 +112,8 @@ def test_no_module_shadows_the_standard_library() -> None:
     import sys
 
     clashes = [
-        str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+        str(p.relative_to(PKG))
+        for p in PKG.rglob("*.py")
         if p.stem in sys.stdlib_module_names and p.stem != "__main__"
     ]
     assert clashes == []
