@@ -33,6 +33,7 @@ _ORIGINAL_TYPES = ("message/rfc822", "message/global", "text/rfc822-headers",
                    "message/global-headers")
 _MSGID = re.compile(r"<[^<>\s]+>")
 _MAX_DIAGNOSTIC = 500
+_MAX_NOTICE = 256 * 1024  # the heuristics read the notice, never a 25 MB attachment's text
 _MAX_PARTS = 200  # a hostile message may hold thousands of parts; the report is near the top
 _MAX_DEPTH = 20
 
@@ -276,7 +277,7 @@ def _notice_text(root: Message | None, msg: ParsedMessage) -> str:
             # Boundary missing or wrong (bounces/sisimai-rfc3464-04.eml): the body is one text.
             texts.append(_part_text(part) or str(part.get_payload()))
     joined = "\n\n".join(t for t in texts if t.strip())
-    return joined or msg.text
+    return (joined or msg.text)[:_MAX_NOTICE]
 
 
 def _original_message_id(root: Message | None, msg: ParsedMessage) -> str | None:
