@@ -282,9 +282,15 @@ def _autoreply_body(msg: ParsedMessage, env: Envelope) -> Disposition | None:
     own = _own_text(msg)
     if phrases.AUTOREPLY_DECLARATION.search(own[:1000]):
         return Disposition("auto_reply", "text says it is an automatic reply", "autoreply_body")
-    # "I am out of the office" alone could be a person; trust it at the top of
-    # a short answer to something (auto-responders reply, they rarely start threads).
-    if _answers(msg) and len(own.strip()) < 1500 and phrases.OUT_OF_OFFICE_BODY.search(own[:400]):
+    # "I am out of the office" alone could be a person: trust it at the top of
+    # a short answer (auto-responders reply, they rarely start threads) that
+    # also says whom to ask meanwhile or when an answer will come.
+    if (
+        _answers(msg)
+        and len(own.strip()) < 1500
+        and phrases.OUT_OF_OFFICE_BODY.search(own[:400])
+        and phrases.OUT_OF_OFFICE_CUE.search(own)
+    ):
         return Disposition("auto_reply", "out-of-office text in a short reply", "autoreply_body")
     return None
 

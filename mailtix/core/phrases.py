@@ -67,7 +67,8 @@ AUTOREPLY_DECLARATION = _any(
 )
 
 # "I am away" sentences: a person could write these too, so classify only
-# trusts them in a short reply (see classify._autoreply_body).
+# trusts them in a short reply that also has an auto-responder's cue
+# (see classify._autoreply_body).
 OUT_OF_OFFICE_BODY = _any(
     r"\bI(?:'m| am| will be|\u2019m) (?:currently |now )?(?:out of (?:the )?office|away from "
     r"(?:the |my )?(?:office|desk|e-?mail)|on (?:vacation|holiday|annual leave|leave|"
@@ -80,6 +81,30 @@ OUT_OF_OFFICE_BODY = _any(
     r"im urlaub|au[ßs]er haus)\b",
     r"\bestoy (?:actualmente )?(?:fuera de (?:la )?oficina|de vacaciones|ausente)\b",
     r"\bestar[ée] (?:fuera de (?:la )?oficina|de vacaciones|ausente)\b",
+)
+
+# What auto-responders add to "I am away": whom to ask meanwhile, when they
+# will answer. A person's "I'm on vacation until Monday, go ahead" has none of it.
+OUT_OF_OFFICE_CUE = _any(
+    r"\b(?:upon|on|after) my return\b",
+    r"\bwhen I (?:return|get back|am back)\b",
+    r"\blimited access to (?:my )?e-?mail",
+    r"\b(?:for|in case of|with) (?:urgent|immediate)\b",
+    r"\bif (?:it|this|your (?:matter|request|message)) is urgent\b",
+    r"\bplease contact\b",
+    r"\b(?:will|shall) (?:be )?(?:respond|reply|answer|get back|read)",
+    r"\b[àa] mon retour\b",
+    r"\bpour toute (?:urgence|demande urgente)\b",
+    r"\ben cas d['\u2019]urgence\b",
+    r"\bacc[èe]s limit[ée]\b",
+    r"\bnach meiner r[üu]ckkehr\b",
+    r"\bin dringenden f[äa]llen\b",
+    r"\bwenden sie sich\b",
+    r"\bab dem .{1,30} wieder\b",
+    r"\ba mi regreso\b",
+    r"\b(?:para|en caso de) (?:asuntos )?urgen(?:tes|cia)\b",
+    r"\bacceso limitado\b",
+    r"\bp[óo]ngase en contacto\b",
 )
 
 # Subjects of delivery failures from MTAs that do not send RFC 3464 reports

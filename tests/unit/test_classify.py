@@ -76,6 +76,12 @@ def test_person_announcing_an_absence_in_a_new_request_is_human() -> None:
     assert kind_of(mail(subject="VPN password", text=text)) == "human"
 
 
+def test_person_answering_that_they_are_away_is_human() -> None:
+    """A customer's own short reply about an absence still reaches the ticket."""
+    text = "I'm on vacation until Monday, but go ahead and replace the toner.\n\nCarol"
+    assert kind_of(mail(subject="Re: [Ticket #4] Printer", text=text)) == "human"
+
+
 def test_forwarded_bounce_with_a_comment_is_human() -> None:
     """A person forwarding a bounce asks for help (bounces/sisimai-err-make-test-36.eml)."""
     text = (
@@ -159,10 +165,14 @@ def test_out_of_office_subjects_in_four_languages(subject: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "Thank you for your message. I am currently out of the office until 5 May.",
-        "Merci pour votre message. Je suis absent jusqu'au 5 mai, sans accès à mes e-mails.",
-        "Vielen Dank für Ihre Nachricht. Ich bin bis 5. Mai nicht im Büro.",
-        "Gracias por su mensaje. Estoy fuera de la oficina hasta el 5 de mayo.",
+        "Thank you for your message. I am currently out of the office until 5 May "
+        "with limited access to e-mail. For urgent matters please contact Bob.",
+        "Merci pour votre message. Je suis absent jusqu'au 5 mai. "
+        "Je vous répondrai à mon retour.",
+        "Vielen Dank für Ihre Nachricht. Ich bin bis 5. Mai nicht im Büro. "
+        "In dringenden Fällen wenden Sie sich an Bob.",
+        "Gracias por su mensaje. Estoy fuera de la oficina hasta el 5 de mayo. "
+        "Para asuntos urgentes, póngase en contacto con Bob.",
     ],
 )
 def test_out_of_office_bodies_of_short_replies(text: str) -> None:
