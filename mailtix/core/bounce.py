@@ -75,10 +75,11 @@ class BounceReport:
 def parse_bounce(msg: ParsedMessage, raw: bytes) -> BounceReport | None:
     """Read a bounce's failed recipients and original Message-ID; None if it names neither."""
     root = _load(raw)
+    notice = _notice_text(root, msg)
     recipients = _dsn_recipients(root) if root is not None else []
     if not recipients:
-        recipients = _text_recipients(msg, _notice_text(root, msg))
-    original = _original_message_id(root, msg)
+        recipients = _text_recipients(msg, notice)
+    original = _original_message_id(root, msg, notice)
     if not recipients and original is None:
         return None
     unique = tuple(dict.fromkeys(recipients))
@@ -280,7 +281,7 @@ def _notice_text(root: Message | None, msg: ParsedMessage) -> str:
     return (joined or msg.text)[:_MAX_NOTICE]
 
 
-def _original_message_id(root: Message | None, msg: ParsedMessage) -> str | None:
+def _original_message_id(root: Message | None, msg: ParsedMessage, notice: str) -> str | None:
     """The Message-ID of the mail that bounced: returned copy, quoted headers, In-Reply-To."""
     if root is not None:
         for part in _parts(root):
@@ -289,7 +290,7 @@ def _original_message_id(root: Message | None, msg: ParsedMessage) -> str | None
             found = _returned_message_id(part)
             if found:
                 return found
-    quoted = original_message_id_in_text(_notice_text(root, msg) if root is not None else msg.text)
+    quoted = original_message_id_in_text(notice)
     if quoted:
         return quoted
     # Some MTAs thread their bounce to the original (bounces/bounceparser-warning-5.eml).
