@@ -15,7 +15,6 @@ import binascii
 import codecs
 import re
 from datetime import UTC, datetime
-from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
@@ -74,8 +73,9 @@ def parse(
     if not msg.keys():
         raise NotMail("no header fields: this is not an RFC 5322 message")
     _note_raw_defects(raw, defects)
-    headers = _decoded_headers(msg)
-    addresses = {name: _addresses(name, msg, defects) for name in _ADDRESS_HEADERS}
+    raw_headers = _raw_index(msg)
+    headers = {k: tuple(map(decode_header_value, v)) for k, v in raw_headers.items()}
+    addresses = {n: _addresses(n, raw_headers.get(n, []), defects) for n in _ADDRESS_HEADERS}
     from_name, from_addr = addresses["from"][0] if addresses["from"] else ("", "")
     if len(addresses["from"]) > 1:
         defects.append("more than one From address; the first is used")
@@ -96,7 +96,7 @@ def parse(
         reply_to=_emails(addresses["reply-to"]),
         in_reply_to=_ids(headers.get("in-reply-to", ())),
         references=_ids(headers.get("references", ()))[-_MAX_REFERENCES:],
-        date=_date(msg, defects),
+        date=_date(raw_headers.get("date", []), defects),
         text=walk.text(),
         html=walk.html(),
         attachments=tuple(walk.attachments),
@@ -166,18 +166,20 @@ def _capped(defects: list[str]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- headers
-def _decoded_headers(msg: Message) -> dict[str, tuple[str, ...]]:
-    """Lower-cased name → decoded values, in order (one pass: linear in header count)."""
+def _raw_index(msg: Message) -> dict[str, list[str]]:
+    """Lower-cased name → raw values, in order: one pass, linear in the header count.
+
+    Raw values, because compat32's get() wraps 8-bit ones in Header objects.
+    """
     out: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
-        key = scrub(name).strip().lower()
-        out.setdefault(key, []).append(decode_header_value(str(value)))
-    return {k: tuple(v) for k, v in out.items()}
+        out.setdefault(name.strip().lower(), []).append(str(value))
+    return out
 
 
 def _raw_values(msg: Message, name: str) -> list[str]:
-    """The undecoded values of header name; compat32's get() would wrap 8-bit ones in Header."""
-    return [str(v) for k, v in msg.raw_items() if k.lower() == name]
+    """The undecoded values of header name in msg."""
+    return _raw_index(msg).get(name, [])
 
 
 def _first(headers: dict[str, tuple[str, ...]], name: str) -> str:
@@ -185,10 +187,10 @@ def _first(headers: dict[str, tuple[str, ...]], name: str) -> str:
     return values[0] if values else ""
 
 
-def _addresses(name: str, msg: Message, defects: list[str]) -> list[tuple[str, str]]:
-    """(display name, lower-cased address) pairs of every occurrence of header name."""
+def _addresses(name: str, raws: list[str], defects: list[str]) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) pairs of every value raws of header name."""
     found: list[tuple[str, str]] = []
-    for raw in _raw_values(msg, name):
+    for raw in raws:
         value = decode_header_value(raw, encoded_words=False)
         pairs = _simple_addresses(value)
         if pairs is None:
@@ -250,9 +252,8 @@ def _first_id(values: tuple[str, ...]) -> str | None:
     return ids[0] if ids else None
 
 
-def _date(msg: Message, defects: list[str]) -> datetime | None:
+def _date(raws: list[str], defects: list[str]) -> datetime | None:
     """The Date header as an aware datetime (UTC when it names no zone), or None."""
-    raws = _raw_values(msg, "date")
     if not raws:
         defects.append("no Date")
         return None
@@ -401,11 +402,52 @@ def _message_bytes(part: Message, defects: list[str]) -> bytes:
     if not isinstance(payload, list):
         data = part.get_payload(decode=True)
         return data if isinstance(data, bytes) else b""
-    try:
-        return b"".join(p.as_bytes() for p in payload if isinstance(p, Message))
-    except (RecursionError, MessageError, LookupError, UnicodeError, ValueError):
-        defects.append(f"attached {_content_type(part)} could not be re-serialised")
-        return b""
+    out: list[bytes] = []
+    for inner in payload:
+        if isinstance(inner, Message) and not _serialise(inner, out, 0):
+            defects.append(f"attached {_content_type(part)} nested too deeply; cut short")
+            break
+    return b"".join(out)
+
+
+def _serialise(msg: Message, out: list[bytes], depth: int) -> bool:
+    """Append msg's bytes to out as parsed: raw header lines, raw bodies; False if too deep.
+
+    Message.as_bytes() re-folds every header through email.header.Header,
+    which was half of parse()'s time on bounces; compat32 keeps each raw
+    value with its own folding, so writing them back is enough.
+    """
+    if depth > _MAX_DEPTH:
+        return False
+    unixfrom = msg.get_unixfrom()
+    if unixfrom:
+        out.append(_wire(unixfrom) + b"\n")
+    out += [_wire(f"{name}: {value}") + b"\n" for name, value in msg.raw_items()]
+    out.append(b"\n")
+    payload = msg.get_payload()
+    if not isinstance(payload, list):
+        out.append(_wire(str(payload or "")))
+        return True
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if boundary is None:  # message/rfc822 or delivery-status blocks: parts back to back
+        return all(_serialise(p, out, depth + 1) for p in payload if isinstance(p, Message))
+    delimiter = _wire(f"--{boundary}")
+    if msg.preamble:
+        out.append(_wire(msg.preamble) + b"\n")
+    for inner in payload:
+        out.append(delimiter + b"\n")
+        if isinstance(inner, Message) and not _serialise(inner, out, depth + 1):
+            return False
+        out.append(b"\n")
+    out.append(delimiter + b"--\n")
+    if msg.epilogue:
+        out.append(_wire(msg.epilogue))
+    return True
+
+
+def _wire(text: str) -> bytes:
+    # compat32 holds undecoded 8-bit bytes as surrogate escapes: this restores them.
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _message_name(part: Message) -> str | None:
@@ -557,10 +599,13 @@ def decode_header_value(value: str, *, encoded_words: bool = True) -> str:
         # (RFC 6532 allows UTF-8; older mailers send their local charset).
         raw = text.encode("utf-8", "surrogateescape")
         text = decode_bytes(raw, None)[0]
-    text = _LINE_BREAK.sub("", text)  # RFC 5322 §2.2.3 unfolding
+    if "\n" in text or "\r" in text:
+        text = _LINE_BREAK.sub("", text)  # RFC 5322 §2.2.3 unfolding
     if encoded_words and "=?" in text:
         text = _decode_encoded_words(text)
-    return scrub(text).translate(_HEADER_UNSAFE)
+    text = scrub(text)
+    # A decoded word may hold CR/LF: never let it reach a header we write.
+    return text.translate(_HEADER_UNSAFE) if "\n" in text or "\r" in text else text
 
 
 def _decode_encoded_words(text: str) -> str:

@@ -499,3 +499,34 @@ def test_html_to_text_of_empty_documents_is_empty(html: str) -> None:
 def test_corpus_path_is_outside_the_repository() -> None:
     """The corpus is read in place, never copied into the repository."""
     assert not CORPUS.resolve().is_relative_to(Path(__file__).resolve().parents[2])
+
+
+# ------------------------------------------------------- address fast path
+_atom = st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,8}", fullmatch=True)
+_simple_address = st.builds(
+    lambda local, host, tld: f"{local}@{host}.{tld}",
+    st.lists(_atom, min_size=1, max_size=3).map(".".join),
+    st.from_regex(r"[a-z0-9]{1,10}", fullmatch=True),
+    st.sampled_from(["com", "org", "de"]),
+)
+_simple_mailbox = st.one_of(
+    _simple_address,
+    st.builds(
+        lambda name, addr: f"{name} <{addr}>",
+        st.from_regex(r"[A-Za-z0-9' _-]{0,20}", fullmatch=True),
+        _simple_address,
+    ),
+)
+
+
+@given(st.lists(_simple_mailbox, min_size=1, max_size=4).map(", ".join))
+def test_address_fast_path_agrees_with_mail_parser(value: str) -> None:
+    """Plain address lists read the same by the fast path as by mail-parser's full parser."""
+    from mailparser.utils import get_addresses
+
+    from mailtix.core.parse import _simple_addresses
+
+    fast = _simple_addresses(value)
+    assert fast is not None
+    full = [(n, a) for n, a in get_addresses(value, decode_names=True) if a]
+    assert fast == [(" ".join(n.split()), a) for n, a in full]
