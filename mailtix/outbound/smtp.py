@@ -25,6 +25,7 @@ from mailtix.outbound.transport import (
     TemporaryDeliveryError,
     error_for_code,
 )
+from mailtix.render.mime import idna_address
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +137,13 @@ class SmtpTransport:
     def _sendmail(
         self, conn: smtplib.SMTP, envelope_from: str, recipients: list[str], raw: bytes
     ) -> None:
+        sender, rcpts = idna_address(envelope_from), [idna_address(r) for r in recipients]
+        # A non-ASCII local part needs SMTPUTF8 (RFC 6531); a domain never does.
+        utf8 = not all(a.isascii() for a in (sender, *rcpts))
         try:
-            refused = conn.sendmail(envelope_from, recipients, raw)
+            refused = conn.sendmail(sender, rcpts, raw, mail_options=["SMTPUTF8"] if utf8 else [])
+        except smtplib.SMTPNotSupportedError as err:
+            raise PermanentDeliveryError(f"{err} (needed for a non-ASCII address)") from err
         except smtplib.SMTPRecipientsRefused as err:
             # Every recipient refused; smtplib has sent RSET, the link is reusable.
             codes = [code for code, _ in err.recipients.values()]

@@ -85,10 +85,47 @@ def _text(value: str) -> str | Header:
     return Header(value, _UTF8)
 
 
-def _addr(a: Address) -> str:
-    # formataddr quotes specials and encodes a non-ASCII name (RFC 2047 §5(3)).
-    email = clean_header(a.email).replace(" ", "")
-    return formataddr((clean_header(a.name), email), charset=_UTF8)
+class _Mailboxes:
+    """Formats mailboxes for headers; keeps aside those only RFC 6532 can write."""
+
+    def __init__(self) -> None:
+        self.utf8: dict[bytes, bytes] = {}
+
+    def __call__(self, a: Address) -> str:
+        local, _, domain = clean_header(a.email).replace(" ", "").rpartition("@")
+        domain = _ascii_domain(domain)
+        name = clean_header(a.name)
+        if local.isascii():
+            # formataddr quotes specials and encodes a non-ASCII name (RFC 2047 §5(3)).
+            return formataddr((name, f"{local}@{domain}"), charset=_UTF8)
+        # A non-ASCII local part has no ASCII form: write it as UTF-8 (RFC 6532
+        # §3.2; the transport asks for SMTPUTF8). compat32 would encode the
+        # whole mailbox as one encoded word, so a placeholder stands in for it
+        # until the bytes exist.
+        placeholder = f"mailtix-utf8-{len(self.utf8)}@utf8.invalid"
+        self.utf8[placeholder.encode()] = f"{local}@{domain}".encode()
+        return formataddr((name, placeholder), charset=_UTF8)
+
+    def restore(self, raw: bytes) -> bytes:
+        """raw with every placeholder replaced by its UTF-8 address."""
+        for placeholder, address in self.utf8.items():
+            raw = raw.replace(placeholder, address)
+        return raw
+
+
+def idna_address(address: str) -> str:
+    """address with its domain in ASCII (IDNA A-labels); the local part as it is."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{_ascii_domain(domain)}" if at else address
+
+
+def _ascii_domain(domain: str) -> str:
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")  # RFC 5890 A-labels
+    except UnicodeError:
+        return domain
 
 
 def new_message_id(domain: str, ticket_id: int | None = None) -> str:
@@ -138,17 +175,18 @@ def compose(
         root.attach(body)
         for att in attachments:
             root.attach(_attachment(att))
-    _set_headers(root, h)
-    return root.as_bytes(policy=_WIRE)
+    mailboxes = _Mailboxes()
+    _set_headers(root, h, mailboxes)
+    return mailboxes.restore(root.as_bytes(policy=_WIRE))
 
 
-def _set_headers(msg: MIMEText | MIMEMultipart, h: Headers) -> None:
-    msg["From"] = _addr(h.from_)
-    msg["To"] = ", ".join(_addr(a) for a in h.to)
+def _set_headers(msg: MIMEText | MIMEMultipart, h: Headers, mailbox: _Mailboxes) -> None:
+    msg["From"] = mailbox(h.from_)
+    msg["To"] = ", ".join(mailbox(a) for a in h.to)
     if h.cc:
-        msg["Cc"] = ", ".join(_addr(a) for a in h.cc)
+        msg["Cc"] = ", ".join(mailbox(a) for a in h.cc)
     if h.reply_to is not None:
-        msg["Reply-To"] = _addr(h.reply_to)
+        msg["Reply-To"] = mailbox(h.reply_to)
     msg["Subject"] = _text(h.subject)
     msg["Date"] = format_datetime(h.date)
     msg["Message-ID"] = clean_header(h.message_id)

@@ -95,6 +95,7 @@ class Smarthost:
         starttls: tuple[Path, Path] | None = None,
         implicit_tls: tuple[Path, Path] | None = None,
         users: dict[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = 0
@@ -107,6 +108,7 @@ class Smarthost:
         self._starttls = starttls
         self._implicit = implicit_tls
         self._users = users
+        self._smtputf8 = smtputf8
         self._controller: _Controller | None = None
 
     # -- scripting -------------------------------------------------------
@@ -170,7 +172,7 @@ class Smarthost:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": self._smtputf8}
         if self._starttls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*map(str, self._starttls))

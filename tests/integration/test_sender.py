@@ -408,3 +408,23 @@ def test_maildir_files_each_message_atomically_under_unique_names(tmp_path: Path
     head = files[0].read_bytes()
     assert head.startswith(b"Return-Path: <support@example.com>\nX-Original-To: c")
     assert b"\r\n" not in head
+
+
+@pytest.mark.parametrize("smtputf8", [True, False])
+def test_a_non_ascii_mailbox_needs_smtputf8(make_config: ConfigFactory, smtputf8: bool) -> None:
+    """With SMTPUTF8 (RFC 6531) it is delivered; without, it can never be: permanent."""
+    raw = compose(Headers(from_=Address("support@example.com"), to=(Address("jörg@exämple.de"),),
+                          subject="x", message_id="<u@example.com>", date=T0), "x\n")
+    with Smarthost(smtputf8=smtputf8) as host:
+        cfg = make_config(outbound={"transport": "smtp", "host": "127.0.0.1", "port": host.port})
+        transport = SmtpTransport(cfg.outbound)
+        try:
+            if smtputf8:
+                transport.send("support@example.com", ["jörg@exämple.de"], raw)
+            else:
+                with pytest.raises(PermanentDeliveryError, match="SMTPUTF8"):
+                    transport.send("support@example.com", ["jörg@exämple.de"], raw)
+        finally:
+            transport.close()
+        assert [r.rcpt_tos for r in host.received] == ([("jörg@xn--exmple-cua.de",)] if smtputf8
+                                                       else [])

@@ -175,3 +175,14 @@ def test_message_ids_are_unique_and_ours() -> None:
     ids = {new_message_id("example.com", 42) for _ in range(1000)}
     assert len(ids) == 1000
     assert all(i.startswith("<mailtix.42.") and i.endswith("@example.com>") for i in ids)
+
+
+def test_an_internationalised_address_is_written_as_utf8() -> None:
+    """RFC 6532: a non-ASCII local part stays UTF-8; a non-ASCII domain becomes A-labels."""
+    h = Headers(from_=Address("support@example.com"), to=(Address("jörg@exämple.de", "Jörg"),),
+                cc=(Address("ana@bücher.de"),), subject="x", message_id="<a@example.com>",
+                date=NOW)
+    head = compose(h, "x\n").split(b"\r\n\r\n", 1)[0]
+    assert b"To: =?utf-8?q?J=C3=B6rg?= <j\xc3\xb6rg@xn--exmple-cua.de>" in head
+    assert b"Cc: ana@xn--bcher-kva.de" in head
+    assert b"utf8.invalid" not in head
