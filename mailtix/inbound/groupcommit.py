@@ -95,6 +95,9 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         # Guards _accepting so that nothing is queued behind the stop marker.
         self._lock = threading.Lock()
+        # Notified when nothing is queued or being committed (see wait_idle).
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
         self._accepting = False
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
@@ -128,10 +131,22 @@ class GroupCommitter:
         future: Future[Stored] = Future()
         with self._lock:
             if self._accepting:
+                self._pending += 1
                 self._queue.put(_Request(raw, env, future))
                 return future
         future.set_exception(TemporaryError("mailtix is shutting down"))
         return future
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to timeout seconds until nothing is queued or committing; True if so.
+
+        SQLite has one writer and its busy handler sleeps in steps of up to
+        100 ms, so a runner that starts transaction after transaction starves
+        the committer: senders wait seconds for their 250. A runner that calls
+        this before each item lets waiting mail be acknowledged first.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     # -- the thread ----------------------------------------------------
     def _run(self) -> None:
@@ -142,6 +157,10 @@ class GroupCommitter:
             batch, stopping = self._take_more(first)
             committed = self.batches
             self._commit(batch)
+            with self._lock:
+                self._pending -= len(batch)
+                if self._pending == 0:
+                    self._idle.notify_all()
             if self.batches != committed:
                 self._notify()
             if stopping:

@@ -46,6 +46,11 @@ class StoreProcess:
         # the daemon need not wait for them before it listens. The first batch does.
         self._start()
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None between a death and the next batch)."""
+        return self._proc.pid if self._proc is not None else None
+
     def put_many(self, messages: Sequence[tuple[bytes, Envelope]], now: datetime) -> list[Stored]:
         """Store messages in one transaction in the child; return once it committed."""
         if self._conn is None:
@@ -142,9 +147,7 @@ def _child_main(conn: Connection, url: str, busy_timeout: float) -> None:
         conn.close()
 
 
-def _store(
-    db: Database, messages: list[tuple[bytes, Envelope]], now: datetime
-) -> tuple[str, Any]:
+def _store(db: Database, messages: list[tuple[bytes, Envelope]], now: datetime) -> tuple[str, Any]:
     try:
         with db.write() as session:
             return "ok", spool.put_many(session, messages, now)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import smtplib
 import threading
 import time
@@ -13,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from mailtix.errors import StoreUnavailable, TemporaryError
 from mailtix.inbound.groupcommit import GroupCommitter
 from mailtix.inbound.listener import Listener
+from mailtix.inbound.storeproc import StoreProcess
 from mailtix.store.db import Database
+from mailtix.store.spool import Envelope
 from tests.conftest import ConfigFactory
 from tests.integration.smtp_helpers import (
     NOW,
@@ -383,3 +388,62 @@ def test_stop_closes_idle_sessions_promptly(
             LineClient(srv.host, srv.port).close()
     assert elapsed < 2.0
     assert goodbye[0].startswith("421 4.3.2")
+
+
+# ------------------------------------------------------- the group committer
+def test_committer_stop_drains_what_was_submitted(db: Database) -> None:
+    """stop() stores everything submitted before it; later submissions fail as temporary."""
+    commits: list[int] = []
+    committer = GroupCommitter(
+        db, lambda: NOW, child_process=False, on_commit=lambda: commits.append(1)
+    )
+    committer.start()
+    futures = [committer.submit(message(n), Envelope(source="smtp")) for n in range(300)]
+    committer.stop()
+    late = committer.submit(message(999), Envelope(source="smtp"))
+    assert all(f.done() and not f.result().duplicate for f in futures)
+    assert len(commits) == committer.batches and 1 <= committer.batches <= 300
+    with pytest.raises(TemporaryError):
+        late.result()
+    assert len(spooled(db)) == 300
+
+
+def test_store_process_death_is_temporary_and_a_new_one_takes_over(db: Database) -> None:
+    """If the store child is killed, that batch gets StoreUnavailable; the next one is stored."""
+    store = StoreProcess(db)
+    try:
+        env = Envelope(source="smtp")
+        (first,) = store.put_many([(message(1), env)], NOW)
+        pid = store.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable):
+            store.put_many([(message(2), env)], NOW)
+        (third,) = store.put_many([(message(3), env)], NOW)
+        assert store.pid not in (None, pid)
+    finally:
+        store.close()
+    assert not first.duplicate and not third.duplicate
+    assert [i.raw for i in spooled(db)] == [message(1), message(3)]
+
+
+def test_wait_idle_reports_when_nothing_is_left_to_commit(db: Database) -> None:
+    """wait_idle is False while a batch is being committed and True once it is done."""
+    release = threading.Event()
+
+    def slow_clock() -> datetime:
+        release.wait(10)
+        return NOW
+
+    committer = GroupCommitter(db, slow_clock, child_process=False)
+    committer.start()
+    try:
+        assert committer.wait_idle(0)
+        future = committer.submit(message(1), Envelope(source="smtp"))
+        assert not committer.wait_idle(0.05)
+        release.set()
+        assert committer.wait_idle(10)
+        assert future.result(0).item_id is not None
+    finally:
+        release.set()
+        committer.stop()
