@@ -166,13 +166,16 @@ def ensure_folders(client: IMAPClient, box: MailboxConfig) -> None:
             client.subscribe_folder(name)  # so that mail clients show it
 
 
-def close_session(client: IMAPClient) -> None:
-    """LOGOUT politely; just drop the socket if the server is already gone."""
-    try:
-        client.logout()
-    except Exception:  # the connection is being abandoned anyway
-        with contextlib.suppress(Exception):
-            client.shutdown()
+def close_session(client: IMAPClient, *, polite: bool = True) -> None:
+    """LOGOUT (if polite), else or if that fails just close the socket."""
+    if polite:
+        try:
+            client.logout()
+            return
+        except Exception:  # the connection is being abandoned anyway
+            pass
+    with contextlib.suppress(Exception):
+        client.shutdown()
 
 
 def _text(err: BaseException) -> str:

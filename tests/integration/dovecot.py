@@ -290,6 +290,13 @@ class DovecotServer:
         finally:
             client.logout()
 
+    def sessions_ended(self, user: str) -> list[str]:
+        """Dovecot's own "Disconnected" log lines for user's IMAP sessions (with counters)."""
+        log = (self.root / "dovecot.log").read_text(errors="replace")
+        return [
+            line for line in log.splitlines() if f"imap({user})" in line and "Disconnected" in line
+        ]
+
     def set_uidvalidity(self, user: str, value: int, folder: str = "INBOX") -> None:
         """Change folder's UIDVALIDITY as a server rebuild would (`doveadm mailbox update`)."""
         subprocess.run(
