@@ -305,7 +305,7 @@ def _send(
             auto_submitted=auto_submitted,
             extra=(
                 (LOOP_HEADER.title(), cfg.outbound.from_address),
-                # MS-OXCMAIL §2.2.3.2.14: no out-of-office replies to our mail.
+                # Exchange/Outlook: send no out-of-office or other auto-replies (MS-OXCMAIL).
                 ("X-Auto-Response-Suppress", "All"),
             ),
         )
