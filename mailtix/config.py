@@ -161,6 +161,8 @@ class TemplatesConfig(_Section):
 
 class LimitsConfig(_Section):
     auto_replies_per_address_per_hour: int = Field(default=10, ge=0)
+    # Hard bounces (5.x.x) from one address before mailtix stops writing to it.
+    hard_bounces_before_suppression: int = Field(default=3, ge=1)
 
 
 class Config(_Section):

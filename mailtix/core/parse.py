@@ -23,6 +23,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 from mailparser.dates import parse_mail_date
 from mailparser.utils import get_addresses
 
+from mailtix.core import tnef
 from mailtix.core.filenames import safe_filename
 from mailtix.core.htmltext import html_to_text
 from mailtix.core.message import ParsedAttachment, ParsedMessage
@@ -333,7 +334,11 @@ class _Walker:
             (self.htmls if ctype == "text/html" else self.plain).append(self._text_of(part))
             return []
         payload = part.get_payload(decode=True)
-        self._attach(part, payload if isinstance(payload, bytes) else b"", ctype, filename)
+        data = payload if isinstance(payload, bytes) else b""
+        # Outlook's winmail.dat (application/ms-tnef) hides the real files inside;
+        # expand() gives them back, or the part itself when it is not TNEF or broken.
+        for inner in tnef.expand(ParsedAttachment(filename or "", ctype, data)):
+            self._attach(part, inner.payload, inner.content_type, inner.filename or filename)
         return []
 
     def _text_of(self, part: Message) -> str:

@@ -21,14 +21,16 @@ from sqlmodel import Session
 from mailtix.config import Config
 from mailtix.core import replyaddr, subject, workflow
 from mailtix.core.auth import Actor, authenticate
+from mailtix.core.bounce import BounceReport, parse_bounce
 from mailtix.core.classify import Disposition, classify
 from mailtix.core.classify import Envelope as ClassifyEnvelope
 from mailtix.core.linking import LinkDecision, LinkInput, decide
 from mailtix.core.message import ParsedMessage
 from mailtix.core.parse import parse
+from mailtix.core.sanitize import sanitize_html
 from mailtix.errors import NotMail
 from mailtix.services import attachments, notify
-from mailtix.store import spool, tickets
+from mailtix.store import bounces, outbox, spool, tickets
 from mailtix.store.db import Database
 from mailtix.store.tables import SpoolItem, Ticket, TicketMessage
 
@@ -149,7 +151,12 @@ def skip_duplicate(w: Work) -> None:
 
 def classify_mail(w: Work) -> None:
     """Human, auto-reply, bounce, list or our own loop (see core.classify)."""
-    env = ClassifyEnvelope(own_addresses=w.cfg.own_addresses, mail_from=w.item.mail_from.lower())
+    env = ClassifyEnvelope(
+        own_addresses=w.cfg.own_addresses,
+        mail_from=w.item.mail_from.lower(),
+        # Only an SMTP/LMTP edge saw the envelope: there "" really is the null sender.
+        from_smtp=w.item.source in ("smtp", "lmtp"),
+    )
     w.disposition = classify(w.parsed, env)
 
 
@@ -185,6 +192,61 @@ def authenticate_sender(w: Work) -> None:
         trusted_authserv_ids=frozenset(w.cfg.security.trusted_authserv_ids),
         secret=w.cfg.reply_secret,
     )
+
+
+def record_bounce(w: Work) -> None:
+    """A bounce of our mail: matched to its ticket, recorded, the address counted (SPEC §6)."""
+    assert w.disposition is not None and w.link is not None
+    if w.disposition.kind != "bounce":
+        return
+    report = parse_bounce(w.parsed, w.item.raw)
+    ticket_id = _bounced_ticket(w, report)
+    failed = [r.address for r in report.recipients] if report else []
+    if ticket_id is None:
+        who = f" (for {', '.join(failed[:5])})" if failed else ""
+        w.set_aside(f"bounce that matches none of our mail{who}: {w.disposition.reason}")
+        return
+    w.ticket = tickets.resolve_merged(w.s, ticket_id)
+    tid = w.ticket.id if w.ticket is not None else ticket_id
+    assert tid is not None
+    suppressed: list[str] = []
+    threshold = w.cfg.limits.hard_bounces_before_suppression
+    for r in report.recipients if report and not report.delay_only else ():
+        if bounces.record(
+            w.s, r.address, hard=r.hard, status=r.status, now=w.now, threshold=threshold
+        ):
+            suppressed.append(r.address)
+    tickets.add_event(
+        w.s,
+        tid,
+        "bounce",
+        actor=w.sender,
+        now=w.now,
+        reason=w.disposition.reason,
+        hard=bool(report and report.hard),
+        delay_only=bool(report and report.delay_only),
+        recipients=[
+            {
+                "address": r.address,
+                "status": r.status,
+                "action": r.action,
+                "diagnostic": r.diagnostic,
+            }
+            for r in (report.recipients if report else ())
+        ],
+        original_message_id=report.original_message_id if report else None,
+        spool_item=w.item.id,
+    )
+    for address in suppressed:
+        tickets.add_event(
+            w.s,
+            tid,
+            "address-suppressed",
+            now=w.now,
+            address=address,
+            reason=f"{threshold} hard bounces: no more mail is sent to this address",
+        )
+    w.finish(f"bounce recorded on ticket #{tid}")
 
 
 def record_automated(w: Work) -> None:
@@ -301,6 +363,7 @@ STEPS: list[Callable[[Work], None]] = [
     classify_mail,
     find_ticket,
     authenticate_sender,
+    record_bounce,
     record_automated,
     open_ticket,
     add_to_ticket,
@@ -308,6 +371,22 @@ STEPS: list[Callable[[Work], None]] = [
 
 
 # ------------------------------------------------------------------ helpers
+def _bounced_ticket(w: Work, report: BounceReport | None) -> int | None:
+    """Our envelope sender (VERP), else the bounced Message-ID, else ordinary linking."""
+    template = w.cfg.outbound.envelope_sender
+    if template and "{token}" in template:
+        for rcpt in json.loads(w.item.rcpt_to):
+            row_id = outbox.item_id_from_bounce_address(rcpt, template)
+            row = outbox.get(w.s, row_id) if row_id is not None else None
+            if row is not None and row.ticket_id is not None:
+                return row.ticket_id
+    if report is not None and report.original_message_id:
+        found = tickets.ticket_for_message_ids(w.s, [report.original_message_id])
+        if found is not None:
+            return found
+    return w.link.ticket_id if w.link is not None else None
+
+
 def _queue_of(w: Work) -> str:
     """The item's queue: given by its edge, else its first recipient that is ours."""
     if w.item.queue:
@@ -356,7 +435,8 @@ def _store_message(w: Work) -> TicketMessage:
         cc=p.cc,
         subject=p.subject,
         body=p.text,
-        html=None,
+        # Stored sanitised: nothing active is kept or ever re-sent (allow-list, nh3).
+        html=sanitize_html(p.html) if p.html else None,
         spool_item_id=w.item.id,
         now=w.now,
     )

@@ -215,3 +215,16 @@ class MailboxState(SQLModel, table=True):
     uidvalidity: int | None = Field(default=None)
     last_uid: int = 0
     updated_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class BouncedAddress(SQLModel, table=True):
+    """An address our mail bounced from; suppressed after too many hard bounces."""
+
+    __tablename__ = "bounced_address"
+
+    address: str = Field(primary_key=True, max_length=320)
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    last_status: str | None = Field(default=None, max_length=32)
+    last_at: datetime = Field(sa_column=_ts(nullable=False))
+    suppressed_at: datetime | None = Field(default=None, sa_column=_ts())

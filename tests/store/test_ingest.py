@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from mailtix.config import Config
 from mailtix.core import replyaddr
 from mailtix.runner import Runner
 from mailtix.services import ingest
-from mailtix.store import spool, tickets
+from mailtix.store import bounces, spool, tickets
 from mailtix.store.db import Database
 from mailtix.store.spool import Envelope
 from mailtix.store.tables import SpoolItem, TicketMessage
@@ -60,9 +61,11 @@ def deliver(db: Database, config: Config) -> Deliver:
     clock = iter(T0 + timedelta(minutes=i) for i in range(1000))
 
     def _deliver(
-        raw: bytes, rcpt: str = "support@example.com", mail_from: str = ""
+        raw: bytes, rcpt: str = "support@example.com", mail_from: str | None = None
     ) -> ingest.ItemOutcome:
         now = next(clock)
+        if mail_from is None:  # as an MTA would say it: the From address
+            mail_from = parseaddr(message_from_bytes(raw).get("From", ""))[1]
         with db.write() as s:
             (stored,) = spool.put_many(
                 s, [(raw, Envelope(source="smtp", mail_from=mail_from, rcpt_to=(rcpt,)))], now
@@ -250,3 +253,60 @@ def test_runner_processes_in_spool_order(db: Database, config: Config) -> None:
     assert outcomes[0].ticket_id == outcomes[1].ticket_id
     with db.read() as s:
         assert json.loads(tickets.find(s)[0].tags) == []
+
+
+def dsn(original_message_id: str, failed: str = "carol@customer.org", code: str = "5.1.1") -> bytes:
+    """A standard RFC 3464 bounce of one of our messages."""
+    return (
+        "From: MAILER-DAEMON@mx.customer.org\r\nTo: support@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <dsn-{abs(hash((original_message_id, code)))}@mx.customer.org>\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {failed}\r\nAction: failed\r\nStatus: {code}\r\n"
+        f"Diagnostic-Code: smtp; 550 {code} user unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.com\r\nTo: {failed}\r\nMessage-ID: {original_message_id}\r\n"
+        "Subject: [Ticket #1] Printer on fire\r\n--B--\r\n"
+    ).encode()
+
+
+def test_bounce_of_our_mail_is_recorded_on_its_ticket(db: Database, deliver: Deliver) -> None:
+    """A DSN naming a message we sent is a bounce event on that ticket, not a new ticket."""
+    first = deliver(mail())
+    with db.read() as s:
+        ours = [m.message_id for m in tickets.messages(s, first.ticket_id) if m.direction == "out"]
+    assert ours, "the acknowledgement was recorded as sent mail"
+    out = deliver(dsn(ours[0]), mail_from="")
+    assert (out.state, out.ticket_id) == ("done", first.ticket_id)
+    with db.read() as s:
+        (event,) = [e for e in tickets.events(s, first.ticket_id) if e.kind == "bounce"]
+        detail = json.loads(event.detail)
+        assert detail["hard"] is True
+        assert detail["recipients"][0]["address"] == "carol@customer.org"
+        assert detail["recipients"][0]["status"] == "5.1.1"
+        assert len(tickets.find(s)) == 1
+
+
+def test_hard_bounces_suppress_the_address(db: Database, deliver: Deliver) -> None:
+    """After three hard bounces the address is marked suppressed, recorded on the ticket."""
+    first = deliver(mail())
+    with db.read() as s:
+        ours = [m.message_id for m in tickets.messages(s, first.ticket_id) if m.direction == "out"]
+    for code in ("5.1.1", "5.1.2", "5.2.1"):
+        deliver(dsn(ours[0], code=code), mail_from="")
+    with db.read() as s:
+        assert bounces.suppressed(s, "carol@customer.org") is not None
+        kinds = [e.kind for e in tickets.events(s, first.ticket_id)]
+    assert kinds.count("bounce") == 3 and kinds.count("address-suppressed") == 1
+
+
+def test_bounce_matching_nothing_is_quarantined(db: Database, deliver: Deliver) -> None:
+    """Backscatter for mail we never sent is set aside with the reason, not a ticket."""
+    out = deliver(dsn("<never-sent@elsewhere.org>"), mail_from="")
+    assert out.state == "quarantined" and "matches none of our mail" in out.detail
+    with db.read() as s:
+        assert tickets.find(s) == []

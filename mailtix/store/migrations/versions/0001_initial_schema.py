@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:59:36.698697
+Create Date: 2026-11-23 17:31:00.549321
 """
 
 from __future__ import annotations
@@ -32,6 +32,15 @@ def upgrade() -> None:
     with op.batch_alter_table('auto_reply_log', schema=None) as batch_op:
         batch_op.create_index('ix_auto_reply_addr_at', ['address', 'at'], unique=False)
 
+    op.create_table('bounced_address',
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+    sa.Column('hard_bounces', sa.Integer(), nullable=False),
+    sa.Column('soft_bounces', sa.Integer(), nullable=False),
+    sa.Column('last_status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('last_at', mailtix.store.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('suppressed_at', mailtix.store.tables.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('address')
+    )
     op.create_table('mailbox_state',
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('uidvalidity', sa.Integer(), nullable=True),
@@ -220,6 +229,7 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     op.drop_table('mailbox_state')
+    op.drop_table('bounced_address')
     with op.batch_alter_table('auto_reply_log', schema=None) as batch_op:
         batch_op.drop_index('ix_auto_reply_addr_at')
 
