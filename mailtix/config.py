@@ -161,6 +161,10 @@ class TemplatesConfig(_Section):
 
 class LimitsConfig(_Section):
     auto_replies_per_address_per_hour: int = Field(default=10, ge=0)
+    auto_replies_per_ticket_per_hour: int = Field(default=5, ge=0)
+    # An address that writes again within this many seconds of our last automatic
+    # mail to it is a machine answering us: no automatic reply (the loop breaker).
+    loop_window_seconds: int = Field(default=300, ge=0)
     # Hard bounces (5.x.x) from one address before mailtix stops writing to it.
     hard_bounces_before_suppression: int = Field(default=3, ge=1)
 

@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -31,7 +31,7 @@ from mailtix.core.subject import format_tag, tagged_subject
 from mailtix.core.workflow import after_agent_answer
 from mailtix.render.mime import Address, Attachment, Headers, compose, new_message_id
 from mailtix.render.templates import templates_for
-from mailtix.store import outbox, ratelimit, tickets
+from mailtix.store import bounces, outbox, ratelimit, tickets
 from mailtix.store.tables import Ticket, TicketMessage
 
 log = logging.getLogger(__name__)
@@ -53,25 +53,51 @@ class _Recipient:
 
 # ------------------------------------------------------------------ public
 def on_new_ticket(
-    s: Session, cfg: Config, ticket: Ticket, msg: TicketMessage, parsed: ParsedMessage,
-    *, may_auto_reply: bool, now: datetime,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    msg: TicketMessage,
+    parsed: ParsedMessage,
+    *,
+    may_auto_reply: bool,
+    now: datetime,
 ) -> None:
     """A ticket was opened by msg: acknowledge the requester, tell the queue's agents."""
     _acknowledge(s, cfg, ticket, msg, may_auto_reply=may_auto_reply, now=now)
     _notify_agents(
-        s, cfg, ticket, msg, parsed, kind="agent_new", body=parsed.text,
-        automated=not may_auto_reply, now=now,
+        s,
+        cfg,
+        ticket,
+        msg,
+        parsed,
+        kind="agent_new",
+        body=parsed.text,
+        automated=not may_auto_reply,
+        now=now,
     )
 
 
 def on_customer_reply(
-    s: Session, cfg: Config, ticket: Ticket, msg: TicketMessage, parsed: ParsedMessage,
-    *, may_auto_reply: bool, now: datetime,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    msg: TicketMessage,
+    parsed: ParsedMessage,
+    *,
+    may_auto_reply: bool,
+    now: datetime,
 ) -> None:
     """A requester or participant wrote into ticket: tell the assignee or the queue's agents."""
     _notify_agents(
-        s, cfg, ticket, msg, parsed, kind="agent_reply", body=strip_quoted(parsed.text),
-        automated=not may_auto_reply, now=now,
+        s,
+        cfg,
+        ticket,
+        msg,
+        parsed,
+        kind="agent_reply",
+        body=strip_quoted(parsed.text),
+        automated=not may_auto_reply,
+        now=now,
     )
 
 
@@ -81,8 +107,15 @@ def reply_text(parsed: ParsedMessage) -> str:
 
 
 def on_agent_answer(
-    s: Session, cfg: Config, ticket: Ticket, msg: TicketMessage, parsed: ParsedMessage,
-    *, agent: str, now: datetime, body: str | None = None,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    msg: TicketMessage,
+    parsed: ParsedMessage,
+    *,
+    agent: str,
+    now: datetime,
+    body: str | None = None,
 ) -> None:
     """An authenticated agent answered by mail: relay the answer to the requester and Cc's.
 
@@ -95,13 +128,21 @@ def on_agent_answer(
         return
     agent_cfg = cfg.agent_by_email(agent)
     agent_name = (agent_cfg.name if agent_cfg else "") or agent.split("@", 1)[0]
-    recipients = _customers(s, cfg, ticket)
+    recipients = _customers(s, cfg, ticket, now)
     attachments = [Attachment(a.filename, a.content_type, a.payload) for a in parsed.attachments]
     _send(
-        s, cfg, ticket, kind="answer", cause=msg.message_id, recipients=recipients,
+        s,
+        cfg,
+        ticket,
+        kind="answer",
+        cause=msg.message_id,
+        recipients=recipients,
         context={"agent_name": agent_name, "body": text},
-        from_name=f"{agent_name} ({cfg.outbound.from_name})", in_reply_to=None,
-        customer_view=True, attachments=attachments, now=now,
+        from_name=f"{agent_name} ({cfg.outbound.from_name})",
+        in_reply_to=None,
+        customer_view=True,
+        attachments=attachments,
+        now=now,
         history_body=text,
     )
     if not recipients:
@@ -117,7 +158,14 @@ def on_agent_answer(
 
 
 def on_status_change(
-    s: Session, cfg: Config, ticket: Ticket, old: str, new: str, *, actor: str, now: datetime,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    old: str,
+    new: str,
+    *,
+    actor: str,
+    now: datetime,
 ) -> None:
     """The status of ticket changed: tell the requester when it is resolved or closed."""
     if new == old or new not in _STATUS_MAIL:
@@ -128,15 +176,31 @@ def on_status_change(
     # Mail caused by an agent answers something; a job's (auto-close) is scheduled.
     scheduled = actor.lower() not in cfg.agent_emails
     _send(
-        s, cfg, ticket, kind=new, cause=f"{old}>{new}@{now.isoformat()}",
-        recipients=[requester], context={}, in_reply_to=None, customer_view=True, now=now,
+        s,
+        cfg,
+        ticket,
+        kind=new,
+        cause=f"{old}>{new}@{now.isoformat()}",
+        recipients=[requester],
+        context={},
+        in_reply_to=None,
+        customer_view=True,
+        now=now,
         auto_submitted="auto-generated" if scheduled else "auto-replied",
     )
 
 
 def on_delivery_failed(
-    s: Session, cfg: Config, *, ticket_id: int | None, outbox_id: int, kind: str,
-    message_id: str, recipients: Sequence[str], error: str, now: datetime,
+    s: Session,
+    cfg: Config,
+    *,
+    ticket_id: int | None,
+    outbox_id: int,
+    kind: str,
+    message_id: str,
+    recipients: Sequence[str],
+    error: str,
+    now: datetime,
 ) -> None:
     """A row failed for good: record it on its ticket and tell the ticket's agents.
 
@@ -147,27 +211,49 @@ def on_delivery_failed(
         log.warning("outbox %s (%s) failed for good: %s", outbox_id, kind, error)
         return
     tickets.add_event(
-        s, ticket.id, "delivery-failed", now=now, outbox_id=outbox_id, mail=kind,
-        message_id=message_id, recipients=list(recipients), error=error,
+        s,
+        ticket.id,
+        "delivery-failed",
+        now=now,
+        outbox_id=outbox_id,
+        mail=kind,
+        message_id=message_id,
+        recipients=list(recipients),
+        error=error,
     )
     if kind == FAILURE_KIND:
         return
     failed = {r.lower() for r in recipients}
     agents = [a for a in _agents(cfg, ticket) if a.email.lower() not in failed]
     _send(
-        s, cfg, ticket, kind=FAILURE_KIND, cause=f"outbox:{outbox_id}", recipients=agents,
+        s,
+        cfg,
+        ticket,
+        kind=FAILURE_KIND,
+        cause=f"outbox:{outbox_id}",
+        recipients=agents,
         context={
-            "failed_kind": kind, "failed_message_id": message_id,
-            "failed_to": list(recipients), "error": error,
+            "failed_kind": kind,
+            "failed_message_id": message_id,
+            "failed_to": list(recipients),
+            "error": error,
         },
-        in_reply_to=message_id, customer_view=False, internal=True, now=now,
+        in_reply_to=message_id,
+        customer_view=False,
+        internal=True,
+        now=now,
         auto_submitted="auto-generated",
     )
 
 
 # ------------------------------------------------------------------ who
 def _acknowledge(
-    s: Session, cfg: Config, ticket: Ticket, msg: TicketMessage, *, may_auto_reply: bool,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    msg: TicketMessage,
+    *,
+    may_auto_reply: bool,
     now: datetime,
 ) -> None:
     to = ticket.requester
@@ -178,8 +264,16 @@ def _acknowledge(
         return
     requester = _Recipient(to, ticket.requester_name, _customer_language(cfg, ticket))
     _send(
-        s, cfg, ticket, kind="ack", cause=msg.message_id, recipients=[requester], context={},
-        in_reply_to=msg.message_id, customer_view=True, now=now,
+        s,
+        cfg,
+        ticket,
+        kind="ack",
+        cause=msg.message_id,
+        recipients=[requester],
+        context={},
+        in_reply_to=msg.message_id,
+        customer_view=True,
+        now=now,
     )
 
 
@@ -187,7 +281,9 @@ def _may_mail(
     s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime, *, rate_limited: bool
 ) -> bool:
     """Whether automatic mail may go to address `to` (SPEC §6); records why not."""
-    reason = _machine_reason(cfg, to)
+    reason = _machine_reason(cfg, to) or _bounce_reason(s, to)
+    if reason is None and rate_limited:
+        reason = _loop_reason(s, cfg, ticket, to, now)
     if reason is None and rate_limited:
         limit = cfg.limits.auto_replies_per_address_per_hour
         if not ratelimit.allow(s, to, now, limit, ticket_id=ticket.id):
@@ -196,6 +292,33 @@ def _may_mail(
         _suppressed(s, ticket, now, to, reason)
         return False
     return True
+
+
+def _bounce_reason(s: Session, address: str) -> str | None:
+    row = bounces.suppressed(s, address)
+    if row is None:
+        return None
+    return f"address suppressed after {row.hard_bounces} hard bounces (last: {row.last_status})"
+
+
+def _loop_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime) -> str | None:
+    """The loop breaker: answers that come back faster than a person writes are a machine.
+
+    We are answering mail from `to`; if we already sent it automatic mail
+    within the loop window, it wrote back at machine speed (another
+    helpdesk, an auto-responder without RFC 3834 headers): stop here, so two
+    systems that take each other for customers exchange at most 3 messages.
+    """
+    window = timedelta(seconds=cfg.limits.loop_window_seconds)
+    if ratelimit.sent_recently(s, to, now, window) > 0:
+        return (
+            f"loop breaker: {to} wrote again within {int(window.total_seconds())} s "
+            "of our last automatic mail to it"
+        )
+    limit = cfg.limits.auto_replies_per_ticket_per_hour
+    if ticket.id is not None and ratelimit.sent_for_ticket(s, ticket.id, now) >= limit:
+        return f"rate limit: {limit} automatic mails an hour on this ticket"
+    return None
 
 
 def _machine_reason(cfg: Config, address: str) -> str | None:
@@ -223,7 +346,7 @@ def _agents(cfg: Config, ticket: Ticket) -> list[_Recipient]:
     return [_Recipient(a.email, a.name, a.language) for a in cfg.agent if ticket.queue in a.queues]
 
 
-def _customers(s: Session, cfg: Config, ticket: Ticket) -> list[_Recipient]:
+def _customers(s: Session, cfg: Config, ticket: Ticket, now: datetime) -> list[_Recipient]:
     """The requester and the Cc'd participants, never an agent or one of our addresses."""
     lang = _customer_language(cfg, ticket)
     out = [_Recipient(ticket.requester, ticket.requester_name, lang)]
@@ -235,14 +358,25 @@ def _customers(s: Session, cfg: Config, ticket: Ticket) -> list[_Recipient]:
         key = r.email.lower()
         if key in seen or key in cfg.agent_emails or _machine_reason(cfg, key) is not None:
             continue
+        if (why := _bounce_reason(s, key)) is not None:
+            _suppressed(s, ticket, now, key, why)
+            continue
         seen.add(key)
         kept.append(r)
     return kept
 
 
 def _notify_agents(
-    s: Session, cfg: Config, ticket: Ticket, msg: TicketMessage, parsed: ParsedMessage, *,
-    kind: str, body: str, automated: bool, now: datetime,
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    msg: TicketMessage,
+    parsed: ParsedMessage,
+    *,
+    kind: str,
+    body: str,
+    automated: bool,
+    now: datetime,
 ) -> None:
     author = msg.from_addr.lower()
     agents = [a for a in _agents(cfg, ticket) if a.email.lower() != author]
@@ -255,18 +389,38 @@ def _notify_agents(
         "marker": REPLY_MARKER,
     }
     _send(
-        s, cfg, ticket, kind=kind, cause=msg.message_id, recipients=agents, context=context,
-        in_reply_to=msg.message_id, customer_view=False, internal=True, now=now,
+        s,
+        cfg,
+        ticket,
+        kind=kind,
+        cause=msg.message_id,
+        recipients=agents,
+        context=context,
+        in_reply_to=msg.message_id,
+        customer_view=False,
+        internal=True,
+        now=now,
         history_body=body,
     )
 
 
 # ------------------------------------------------------------------ how
 def _send(
-    s: Session, cfg: Config, ticket: Ticket, *, kind: str, cause: str,
-    recipients: Sequence[_Recipient], context: dict[str, Any], in_reply_to: str | None,
-    customer_view: bool, now: datetime, from_name: str | None = None, internal: bool = False,
-    attachments: Sequence[Attachment] = (), auto_submitted: str = "auto-replied",
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    *,
+    kind: str,
+    cause: str,
+    recipients: Sequence[_Recipient],
+    context: dict[str, Any],
+    in_reply_to: str | None,
+    customer_view: bool,
+    now: datetime,
+    from_name: str | None = None,
+    internal: bool = False,
+    attachments: Sequence[Attachment] = (),
+    auto_submitted: str = "auto-replied",
     history_body: str | None = None,
 ) -> None:
     """Render and enqueue one logical mail, one row per recipient, unless already done."""
@@ -300,8 +454,15 @@ def _send(
         subject = rendered.subject or tagged
         to, cc = to_header if to_header else ((Address(recipient.email, recipient.name),), ())
         headers = Headers(
-            from_=sender, to=to, cc=cc, subject=subject, message_id=message_id, date=now,
-            reply_to=Address(reply_to), in_reply_to=parent, references=references,
+            from_=sender,
+            to=to,
+            cc=cc,
+            subject=subject,
+            message_id=message_id,
+            date=now,
+            reply_to=Address(reply_to),
+            in_reply_to=parent,
+            references=references,
             auto_submitted=auto_submitted,
             extra=(
                 (LOOP_HEADER.title(), cfg.outbound.from_address),
@@ -313,14 +474,23 @@ def _send(
         history = None
         if first:
             history = outbox.History(
-                from_addr=sender.email, from_name=sender.name,
-                to=tuple(r.email for r in recipients), subject=subject,
+                from_addr=sender.email,
+                from_name=sender.name,
+                to=tuple(r.email for r in recipients),
+                subject=subject,
                 body=history_body if history_body is not None else rendered.text,
                 internal=internal,
             )
         outbox.enqueue(
-            s, ticket_id=ticket.id, kind=kind, dedupe_key=key, message_id=message_id,
-            envelope_from=envelope_from, recipients=[recipient.email], raw=raw, now=now,
+            s,
+            ticket_id=ticket.id,
+            kind=kind,
+            dedupe_key=key,
+            message_id=message_id,
+            envelope_from=envelope_from,
+            recipients=[recipient.email],
+            raw=raw,
+            now=now,
             history=history,
         )
         first = False
@@ -378,4 +548,3 @@ def _ticket_view(cfg: Config, ticket: Ticket) -> dict[str, Any]:
         "priority": ticket.priority,
         "queue": ticket.queue,
     }
-

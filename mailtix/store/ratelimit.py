@@ -28,6 +28,16 @@ def sent_recently(s: Session, address: str, now: datetime, window: timedelta = W
     return int(s.execute(stmt).scalar() or 0)
 
 
+def sent_for_ticket(s: Session, ticket_id: int, now: datetime, window: timedelta = WINDOW) -> int:
+    """How many automatic mails went out on ticket_id in (now - window, now]."""
+    stmt = select(func.count()).where(
+        AutoReplyLog.ticket_id == ticket_id,
+        AutoReplyLog.at > now - window,  # type: ignore[operator]
+        AutoReplyLog.at <= now,  # type: ignore[operator]
+    )
+    return int(s.execute(stmt).scalar() or 0)
+
+
 def allow(
     s: Session, address: str, now: datetime, limit: int, *, ticket_id: int | None = None
 ) -> bool:

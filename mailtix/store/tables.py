@@ -203,7 +203,7 @@ class AutoReplyLog(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     address: str = Field(max_length=320)
     at: datetime = Field(sa_column=_ts(nullable=False))
-    ticket_id: int | None = Field(default=None)
+    ticket_id: int | None = Field(default=None, index=True)
 
 
 class MailboxState(SQLModel, table=True):

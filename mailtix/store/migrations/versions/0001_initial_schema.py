@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 17:31:00.549321
+Create Date: 2026-11-23 17:32:24.760006
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('auto_reply_log', schema=None) as batch_op:
         batch_op.create_index('ix_auto_reply_addr_at', ['address', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_auto_reply_log_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('bounced_address',
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
@@ -231,6 +232,7 @@ def downgrade() -> None:
     op.drop_table('mailbox_state')
     op.drop_table('bounced_address')
     with op.batch_alter_table('auto_reply_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_auto_reply_log_ticket_id'))
         batch_op.drop_index('ix_auto_reply_addr_at')
 
     op.drop_table('auto_reply_log')
