@@ -87,6 +87,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not debug:  # schema checks on every start are not news
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 pass_state = click.make_pass_decorator(State, ensure=True)
@@ -195,9 +197,11 @@ def send_pending(state: State) -> None:
 
     cfg = state.config()
     db = state.database()
+    transport = transport_for(cfg)
     try:
-        report = deliver(db, cfg, transport_for(cfg), _now())
+        report = deliver(db, cfg, transport, _now())
     finally:
+        transport.close()
         db.dispose()
     click.echo(f"{report.sent} sent, {report.retried} to retry, {report.failed} failed")
 
@@ -222,10 +226,12 @@ def run_jobs(state: State, now_iso: str | None) -> None:
     cfg = state.config()
     db = state.database(upgrade=True)
     runner = Runner(db, cfg, lambda: now)
+    transport = transport_for(cfg)
     try:
         outcomes = runner.run_once()
-        report = deliver(db, cfg, transport_for(cfg), now)
+        report = deliver(db, cfg, transport, now)
     finally:
+        transport.close()
         runner.close()
         db.dispose()
     states = [o.state for o in outcomes]

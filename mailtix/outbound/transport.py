@@ -37,6 +37,10 @@ class Transport(Protocol):
         """Deliver, or raise TemporaryDeliveryError / PermanentDeliveryError."""
         ...
 
+    def close(self) -> None:
+        """Release connections; the transport may be used again afterwards."""
+        ...
+
 
 def error_for_code(code: int, message: str) -> DeliveryError:
     """The error family of an SMTP reply code: 5xx permanent, anything else temporary."""
