@@ -332,26 +332,33 @@ def start_server(root: Path | None = None) -> DovecotServer:
 
 
 # ---------------------------------------------------------------- fixtures
+def _missing_tools() -> list[str]:
+    return [tool for tool in ("dovecot", "doveadm", "openssl") if shutil.which(tool) is None]
+
+
 @pytest.fixture(scope="session")
-def dovecot_server() -> Iterator[DovecotServer]:
+def dovecot_server() -> Iterator[DovecotServer | None]:
     """One Dovecot for the whole session (it stops in 1 to 2.5 s, so never per test)."""
-    if shutil.which("dovecot") is None:
-        yield None  # type: ignore[misc]  # the `dovecot` fixture reports it per test
+    if _missing_tools():
+        yield None  # the `dovecot` fixture skips (or fails under CI) per test
         return
     # A short root: Dovecot's socket paths must stay under 108 bytes.
     root = Path(tempfile.mkdtemp(prefix="mtx-dc-"))
-    server = start_server(root)
     try:
-        yield server
+        server = start_server(root)
+        try:
+            yield server
+        finally:
+            server.stop()
     finally:
-        server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def dovecot(dovecot_server: DovecotServer | None) -> DovecotServer:
     """The session's Dovecot, started again if a test stopped it."""
-    need(dovecot_server is not None, "dovecot is not installed (apt-get install dovecot-imapd)")
+    missing = _missing_tools()
+    need(not missing, f"{', '.join(missing)} not installed (make system-deps)")
     assert dovecot_server is not None
     if dovecot_server.proc is None or dovecot_server.proc.poll() is not None:
         dovecot_server.start()
