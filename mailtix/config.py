@@ -195,6 +195,10 @@ class Config(_Section):
             for q in agent.queues:
                 if q not in names:
                     raise ValueError(f"agent {agent.email} names unknown queue {q!r}")
+        boxes = [b.name for b in self.mailbox]
+        twice = {n for n in boxes if boxes.count(n) > 1}
+        if twice:
+            raise ValueError(f"mailbox names must be unique: {', '.join(sorted(twice))}")
         for box in self.mailbox:
             if box.queue not in names:
                 raise ValueError(f"mailbox {box.name} names unknown queue {box.queue!r}")
@@ -291,8 +295,21 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             url = "sqlite:///" + str(base / rel)
     updates = {
         "database": cfg.database.model_copy(update={"url": url}),
+        "listener": cfg.listener.model_copy(
+            update={
+                "tls_cert": abs_(cfg.listener.tls_cert) or cfg.listener.tls_cert,
+                "tls_key": abs_(cfg.listener.tls_key) or cfg.listener.tls_key,
+            }
+        ),
+        "mailbox": [
+            box.model_copy(update={"ca_file": abs_(box.ca_file) or box.ca_file})
+            for box in cfg.mailbox
+        ],
         "outbound": cfg.outbound.model_copy(
-            update={"maildir": abs_(cfg.outbound.maildir) or cfg.outbound.maildir}
+            update={
+                "maildir": abs_(cfg.outbound.maildir) or cfg.outbound.maildir,
+                "ca_file": abs_(cfg.outbound.ca_file) or cfg.outbound.ca_file,
+            }
         ),
         "tickets": cfg.tickets.model_copy(
             update={

@@ -73,3 +73,28 @@ def test_queue_lookup_accepts_plus_addressing_any_case() -> None:
     )
     assert cfg.queue_for_address("SUPPORT+t42-abc@example.com").name == "support"  # type: ignore[union-attr]
     assert cfg.queue_for_address("other@example.com") is None
+
+
+def _with_mailboxes(*boxes: dict[str, object]) -> dict[str, object]:
+    return {
+        "queue": [{"name": "support", "addresses": ["s@x.org"]}],
+        "security": {"reply_secret": "s"},
+        "mailbox": list(boxes),
+    }
+
+
+BOX = {"name": "m", "host": "imap.x.org", "username": "u", "password": "p", "queue": "support"}
+
+
+def test_relative_paths_are_relative_to_the_config_file() -> None:
+    """ca_file, TLS files and directories resolve against the config's folder."""
+    cfg = config.parse(_with_mailboxes({**BOX, "ca_file": "certs/ca.pem"}), {}, Path("/etc/mx"))
+    assert cfg.mailbox[0].ca_file == Path("/etc/mx/certs/ca.pem")
+    assert cfg.tickets.attachment_dir == Path("/etc/mx/var/attachments")
+
+
+def test_mailbox_names_must_be_unique() -> None:
+    """Two mailboxes with one name would share a position in the database."""
+    with pytest.raises(ConfigError) as exc:
+        config.parse(_with_mailboxes(BOX, {**BOX, "host": "other"}), {}, Path("/tmp"))
+    assert "mailbox names must be unique: m" in str(exc.value)
