@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -438,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     where = "PostgreSQL" if args.db_url else "SQLite (WAL, synchronous=FULL)"
     print(
         f"{args.messages} messages of ~{args.size} B per run over reused sessions, "
-        f"median of {args.repeat} interleaved runs; database: {where}"
+        f"median of {args.repeat} interleaved runs; database: {where}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
     )
     print(
         f"{'server':<34} {'sess':>4} {'msg/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
