@@ -8,10 +8,10 @@ commit. There is no timer: the thread blocks on its queue, and a batch is
 simply "everything waiting now" (capped in count and bytes).
 
 By default the transaction itself runs in a child process (`StoreProcess`):
-fingerprinting and SQLAlchemy cost about as much CPU per message as aiosmtpd
-does, and on the listener's GIL that halves the acceptance rate
-(bench/ingest.py). The child only runs `spool.put_many` and commits; the
-reply still waits for that commit.
+fingerprinting and the SQLAlchemy insert cost 20-50 % of the CPU aiosmtpd
+spends per message, and on the listener's GIL that cost 0.1-0.2 of the
+acceptance ceiling (bench/README.md). The child only runs `spool.put_many`
+and commits; the reply still waits for that commit.
 """
 
 from __future__ import annotations

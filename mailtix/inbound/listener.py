@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # Seconds stop() lets sessions in the middle of DATA finish before closing them.
 DRAIN_SECONDS = 3.0
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+# aiosmtpd's own replies at the end of DATA (too much data, a line too long).
+_DATA_REFUSALS = ("552 Error: Too much mail data", "500 Line too long")
 
 
 def _queued(stored: Stored) -> str:
@@ -158,7 +160,14 @@ class _SMTPSession(_EdgeMixin, SMTP):
 
 
 class _LMTPSession(_EdgeMixin, LMTP):
-    pass
+    async def push(self, status: str | bytes) -> None:
+        # RFC 2033 §4.2: after DATA, one reply per accepted recipient, refusals
+        # included; aiosmtpd sends its own end-of-DATA refusals only once, and a
+        # client waiting for the others would hang.
+        if isinstance(status, str) and status.startswith(_DATA_REFUSALS) and self.envelope:
+            for _ in range(len(self.envelope.rcpt_tos) - 1):
+                await super().push(status)
+        await super().push(status)
 
 
 def _tls_context(cfg: Config) -> ssl.SSLContext | None:

@@ -447,3 +447,24 @@ def test_wait_idle_reports_when_nothing_is_left_to_commit(db: Database) -> None:
     finally:
         release.set()
         committer.stop()
+
+
+def test_lmtp_too_large_gets_one_552_per_recipient(
+    db: Database, db_url: str, make_config: ConfigFactory
+) -> None:
+    """LMTP: data over the limit is refused once per accepted recipient; the client never hangs."""
+    cfg = make_config(db_url=db_url, listener={"protocol": "lmtp", "max_message_bytes": 4000})
+    huge = message(2, body=(b"y" * 70 + b"\r\n") * 100)
+    with running(cfg, db) as srv, LineClient(srv.host, srv.port) as c:
+        c.reply()
+        c.send(b"LHLO mta.example.net\r\n")
+        c.reply()
+        c.send(
+            b"MAIL FROM:<carol@customer.org>\r\nRCPT TO:<support@example.com>\r\n"
+            b"RCPT TO:<billing@example.com>\r\nDATA\r\n"
+        )
+        assert [c.reply()[0][:3] for _ in range(4)] == ["250", "250", "250", "354"]
+        c.send(huge + b".\r\nNOOP\r\n")
+        replies = [c.reply()[0][:9] for _ in range(3)]
+    assert replies == ["552 5.3.4", "552 5.3.4", "250 OK"]
+    assert spooled(db) == []
