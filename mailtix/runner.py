@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import datetime
@@ -21,7 +23,7 @@ from mailtix.errors import StoreUnavailable
 from mailtix.services import ingest
 from mailtix.services.ingest import ItemOutcome, Prepared
 from mailtix.store import spool
-from mailtix.store.db import Database
+from mailtix.store.db import Database, Session, is_temporary
 
 log = logging.getLogger("mailtix.runner")
 Clock = Callable[[], datetime]
@@ -37,9 +39,15 @@ class Runner:
         clock: Clock,
         *,
         batch: int = 200,
+        batch_seconds: float = 0.1,
         on_processed: Callable[[], None] | None = None,
+        before_batch: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
+        self.batch_seconds = batch_seconds
+        # Called before each write transaction (the daemon lets the listener's
+        # group commit go first: SQLite has one writer).
+        self.before_batch = before_batch
         # Called after a round that processed items (e.g. wake the sender for new outbox rows).
         self.on_processed = on_processed
         self.cfg = cfg
@@ -64,14 +72,16 @@ class Runner:
         after = 0
         while limit is None or len(outcomes) < limit:
             with self.db.read() as s:
-                ids = spool.pending_ids(s, self.batch, after=after)
+                want = self.batch if limit is None else min(self.batch, limit - len(outcomes))
+                ids = spool.pending_ids(s, want, after=after)
             if not ids:
                 break
-            for prep in self._prepared(ids):
-                outcome = self._apply_one(prep)
-                if outcome is None:  # the database is unavailable: stop this round
+            waiting = deque(self._prepared(ids))
+            while waiting:
+                done = self._apply_batch(waiting)
+                if done is None:  # the database is unavailable: stop this round
                     return outcomes
-                outcomes.append(outcome)
+                outcomes += done
             after = ids[-1]
         return outcomes
 
@@ -79,6 +89,7 @@ class Runner:
         """Process items until stop is set; wakes on `self.wake` or every poll interval."""
         backoff = 1.0
         while not stop.is_set():
+            self.wake.clear()
             try:
                 done = self.run_once()
                 backoff = 1.0
@@ -91,7 +102,6 @@ class Runner:
                 continue
             if not done:
                 self.wake.wait(self.cfg.spool.poll_interval)
-                self.wake.clear()
 
     # ----------------------------------------------------------------
     def _prepared(self, ids: list[int]) -> Iterator[Prepared]:
@@ -113,22 +123,42 @@ class Runner:
         for fut in futures:
             yield fut.result()
 
-    def _apply_one(self, prep: Prepared) -> ItemOutcome | None:
+    def _apply_batch(self, waiting: deque[Prepared]) -> list[ItemOutcome] | None:
+        """Apply items from the left of waiting in one transaction, each in a savepoint.
+
+        One commit (one fsync) for many items, yet each item's effects stay
+        atomic: a failing item is rolled back to its savepoint and counted,
+        the others commit. The batch is cut after `batch_seconds` so the
+        listener's group commit never waits long for SQLite's single write lock.
+        """
+        if self.before_batch is not None:
+            self.before_batch()
+        done: list[ItemOutcome] = []
+        deadline = time.monotonic() + self.batch_seconds
         try:
-            return ingest.apply(self.db, self.cfg, prep, self.clock())
+            with self.db.write() as s:
+                now = self.clock()
+                while waiting and (not done or time.monotonic() < deadline):
+                    done.append(self._apply_item(s, waiting[0], now))
+                    waiting.popleft()
         except StoreUnavailable as err:
-            log.warning("database unavailable while processing item %s: %s", prep.item_id, err)
+            log.warning("database unavailable while processing: %s", err)
             return None
+        return done
+
+    def _apply_item(self, s: Session, prep: Prepared, now: datetime) -> ItemOutcome:
+        savepoint = s.begin_nested()
+        try:
+            outcome = ingest.apply_in(s, self.cfg, prep, now)
+            savepoint.commit()
+            return outcome
         except Exception as err:
+            savepoint.rollback()
+            if is_temporary(err):
+                raise StoreUnavailable(f"database unavailable: {err}") from err
             log.exception("item %s failed", prep.item_id)
             reason = f"{type(err).__name__}: {err}"
-            try:
-                with self.db.write() as s:
-                    state = spool.record_failure(
-                        s, prep.item_id, reason, self.cfg.spool.max_attempts, self.clock()
-                    )
-            except StoreUnavailable:
-                return None
+            state = spool.record_failure(s, prep.item_id, reason, self.cfg.spool.max_attempts, now)
             return ItemOutcome(prep.item_id, "failed" if state == "new" else state, detail=reason)
 
 

@@ -79,26 +79,35 @@ def process_item(db: Database, cfg: Config, item_id: int, now: datetime) -> Item
 
 
 def apply(db: Database, cfg: Config, prep: Prepared, now: datetime) -> ItemOutcome:
-    """Run the ingest steps for one prepared item in one write transaction."""
+    """Run the ingest steps for one prepared item in its own write transaction."""
     with db.write() as s:
-        item = spool.lock_new(s, prep.item_id)
-        if item is None:
-            return ItemOutcome(prep.item_id, "skipped", detail="taken or done already")
-        if prep.parsed is None:
-            reason = prep.error or "unparseable"
-            spool.quarantine(s, item, reason, now)
-            return ItemOutcome(prep.item_id, "quarantined", detail=reason)
-        work = Work(s=s, cfg=cfg, item=item, parsed=prep.parsed, now=now)
-        for step in STEPS:
-            step(work)
-            if work.finished:
-                break
-        if work.quarantine_reason is not None:
-            spool.quarantine(s, item, work.quarantine_reason, now)
-            return ItemOutcome(item.id or 0, "quarantined", detail=work.quarantine_reason)
-        ticket_id = work.ticket.id if work.ticket is not None else None
-        spool.mark_done(s, item, ticket_id, now)
-        return ItemOutcome(item.id or 0, "done", ticket_id, work.detail)
+        return apply_in(s, cfg, prep, now)
+
+
+def apply_in(s: Session, cfg: Config, prep: Prepared, now: datetime) -> ItemOutcome:
+    """Run the ingest steps for one prepared item inside the caller's transaction.
+
+    Everything the item causes (ticket change, outbox rows, its spool state)
+    is written through s, so it commits or rolls back as one.
+    """
+    item = spool.lock_new(s, prep.item_id)
+    if item is None:
+        return ItemOutcome(prep.item_id, "skipped", detail="taken or done already")
+    if prep.parsed is None:
+        reason = prep.error or "unparseable"
+        spool.quarantine(s, item, reason, now)
+        return ItemOutcome(prep.item_id, "quarantined", detail=reason)
+    work = Work(s=s, cfg=cfg, item=item, parsed=prep.parsed, now=now)
+    for step in STEPS:
+        step(work)
+        if work.finished:
+            break
+    if work.quarantine_reason is not None:
+        spool.quarantine(s, item, work.quarantine_reason, now)
+        return ItemOutcome(item.id or 0, "quarantined", detail=work.quarantine_reason)
+    ticket_id = work.ticket.id if work.ticket is not None else None
+    spool.mark_done(s, item, ticket_id, now)
+    return ItemOutcome(item.id or 0, "done", ticket_id, work.detail)
 
 
 # ---------------------------------------------------------------- the steps

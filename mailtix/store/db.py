@@ -115,6 +115,11 @@ class Database:
             self.read_engine.dispose()
 
 
+def is_temporary(err: BaseException) -> bool:
+    """True if err means "the database cannot be used now" rather than a bug."""
+    return isinstance(err, _TEMPORARY)
+
+
 @contextmanager
 def _translate_errors() -> Iterator[None]:
     try:

@@ -310,3 +310,31 @@ def test_bounce_matching_nothing_is_quarantined(db: Database, deliver: Deliver) 
     assert out.state == "quarantined" and "matches none of our mail" in out.detail
     with db.read() as s:
         assert tickets.find(s) == []
+
+
+def test_a_failing_item_does_not_hold_back_its_batch(
+    db: Database, make_config: Callable[..., Config], db_url: str, tmp_path: Path
+) -> None:
+    """Items share a transaction, but one item's failure rolls back only that item."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the attachment directory should be")
+    cfg = make_config(db_url=db_url, tickets={"attachment_dir": str(blocker)})
+    with_file = EmailMessage()
+    with_file["From"], with_file["To"], with_file["Subject"] = "x@y.org", "support@example.com", "f"
+    with_file.set_content("see attached")
+    with_file.add_attachment(b"data", maintype="application", subtype="pdf", filename="a.pdf")
+    with db.write() as s:
+        spool.put_many(
+            s,
+            [
+                (mail(msgid="<ok1@x.org>"), Envelope(source="inject")),
+                (with_file.as_bytes(), Envelope(source="inject")),
+                (mail(frm="dan@x.org", msgid="<ok2@x.org>"), Envelope(source="inject")),
+            ],
+            T0,
+        )
+    outcomes = Runner(db, cfg, lambda: T0).run_once()
+    assert [o.state for o in outcomes] == ["done", "failed", "done"]
+    with db.read() as s:
+        assert {t.requester for t in tickets.find(s)} == {"carol@customer.org", "dan@x.org"}
+        assert spool.pending_ids(s, 10) == [outcomes[1].item_id]
