@@ -9,9 +9,11 @@ Run: `.venv/bin/python bench/outbound.py` (options: --help). It measures
   `send_pending` to an aiosmtpd sink that answers 250, at 1 and 4
   connections. The sink runs in its own process, so it has its own core.
 
-End to end (SMTP in → acknowledgement delivered) needs the daemon: see
-`end_to_end`, left for the daemon's owner to fill. It prints figures; it is
-not a test.
+* end to end (`--e2e N`, default 1000): the daemon in this process, N
+  customer mails over 4 SMTP sessions, until every acknowledgement and agent
+  notice has reached the sink.
+
+It prints figures; it is not a test.
 """
 
 from __future__ import annotations
@@ -177,9 +179,85 @@ def bench_delivery(n: int, size: int, db_url: str | None) -> None:
         proc.join(10)
 
 
-def end_to_end() -> None:
-    """SMTP in → acknowledgement delivered to the sink; to be written with the daemon."""
-    raise NotImplementedError("needs mailtix.daemon; left for its owner")
+def _counting_sink(conn: Connection) -> None:
+    from tests.integration.smarthost import Smarthost
+
+    with Smarthost() as sink:
+        conn.send(sink.port)
+        while conn.recv() == "count":
+            conn.send(len(sink.received))
+
+
+def _customer_mail(n: int, size: int) -> bytes:
+    body = ("Our printer is on fire, please help. " * 2 + "\r\n") * max(1, size // 76)
+    return (
+        f"From: Customer {n} <c{n}@customer.example>\r\nTo: support@example.com\r\n"
+        f"Subject: Printer {n} on fire\r\nMessage-ID: <e2e.{n}.{uuid.uuid4().hex}@customer>\r\n"
+        f"Date: {format_datetime(NOW)}\r\n\r\n{body}"
+    ).encode()
+
+
+def end_to_end(n: int, sessions: int, size: int, db_url: str | None) -> None:
+    """SMTP in → acknowledgement (and agent notice) delivered to a sink: the daemon's rate."""
+    import smtplib
+    import threading
+
+    from mailtix.daemon import Daemon
+
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.Process(target=_counting_sink, args=(child,), daemon=True)
+    proc.start()
+    port = parent.recv()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = config_mod.parse(
+            {
+                "database": {"url": db_url or f"sqlite:///{tmp}/e2e.db"},
+                "listener": {"port": 0},
+                "queue": [{"name": "support", "addresses": ["support@example.com"]}],
+                "agent": [{"email": "alice@example.com", "queues": ["support"]}],
+                "security": {"reply_secret": "bench-secret-0123456789"},
+                "outbound": {"transport": "smtp", "host": "127.0.0.1", "port": port,
+                             "connections": 2, "timeout": 10},
+                "limits": {"auto_replies_per_address_per_hour": 1000},
+            },
+            {}, Path(tmp),
+        )
+        daemon = Daemon(cfg)
+        daemon.start()
+        assert daemon.address is not None
+        host, lport = daemon.address
+        per = n // sessions
+
+        def client(k: int) -> None:
+            with smtplib.SMTP(host, lport, timeout=30) as smtp:
+                for i in range(k * per, (k + 1) * per):
+                    smtp.sendmail(f"c{i}@customer.example", ["support@example.com"],
+                                  _customer_mail(i, size))
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        accepted = time.perf_counter() - started
+        want = 2 * per * sessions  # an acknowledgement and an agent notice per ticket
+        got = 0
+        while got < want and time.perf_counter() - started < 600:
+            parent.send("count")
+            got = parent.recv()
+            time.sleep(0.05)  # polling the sink's counter, not hiding a race
+        took = time.perf_counter() - started
+        daemon.stopping.set()
+        daemon.stop()
+    parent.send("stop")
+    proc.join(10)
+    total = per * sessions
+    print(f"end to end, {total} customer mails over {sessions} SMTP sessions "
+          f"(SQLite unless --db-url; 1 agent):")
+    print(f"  all {total} accepted (250) in {accepted:6.2f} s = {total / accepted:7.0f} msg/s")
+    print(f"  all {got} notifications delivered in {took:6.2f} s = "
+          f"{total / took:7.0f} tickets/s end to end")
 
 
 def main() -> None:
@@ -189,9 +267,12 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2000, help="approximate body bytes")
     ap.add_argument("--compose-n", type=int, default=300, help="messages per composition run")
     ap.add_argument("--db-url", help="a database URL instead of a temporary SQLite file")
+    ap.add_argument("--e2e", type=int, default=1000, help="customer mails end to end (0: skip)")
     args = ap.parse_args()
     bench_composition(args.compose_n)
     bench_delivery(args.n, args.size, args.db_url)
+    if args.e2e:
+        end_to_end(args.e2e, 4, args.size, args.db_url)
 
 
 if __name__ == "__main__":
