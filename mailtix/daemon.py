@@ -43,7 +43,7 @@ class Daemon:
         wake = self.runner.wake.set
         self.committer = GroupCommitter(self.db, clock, on_commit=wake)
         # Mail waiting for its 250 goes before tickets (SQLite has one writer).
-        self.runner.before_batch = lambda: self.committer.wait_idle(0.05)
+        self.runner.before_batch = lambda: self.committer.wait_idle(0.25)
         self.listener = Listener(cfg, self.committer) if cfg.listener.enabled else None
         self.pollers = [
             MailboxPoller(cfg, box, self.db, clock, on_commit=wake) for box in cfg.mailbox

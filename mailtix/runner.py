@@ -39,7 +39,7 @@ class Runner:
         clock: Clock,
         *,
         batch: int = 200,
-        batch_seconds: float = 0.1,
+        batch_seconds: float = 0.05,
         on_processed: Callable[[], None] | None = None,
         before_batch: Callable[[], object] | None = None,
     ) -> None:
