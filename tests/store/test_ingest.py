@@ -211,19 +211,31 @@ def test_cc_participants_are_recorded(db: Database, deliver: Deliver) -> None:
     assert emails == {"carol@customer.org": "requester", "dan@customer.org": "cc"}
 
 
-def test_runner_quarantines_an_item_after_three_failures(
-    db: Database, make_config: Callable[..., Config], db_url: str, tmp_path: Path
-) -> None:
-    """An item whose processing keeps failing is retried, then set aside with the error."""
+@pytest.fixture
+def unwritable_attachments(
+    make_config: Callable[..., Config], db_url: str, tmp_path: Path
+) -> Config:
+    """A config whose attachment directory is a file: every attachment fails to save."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the attachment directory should be")
-    cfg = make_config(db_url=db_url, tickets={"attachment_dir": str(blocker)})
+    return make_config(db_url=db_url, tickets={"attachment_dir": str(blocker)})
+
+
+def mail_with_file(frm: str = "carol@customer.org") -> bytes:
     m = EmailMessage()
-    m["From"], m["To"], m["Subject"] = "carol@customer.org", "support@example.com", "file"
+    m["From"], m["To"], m["Subject"] = frm, "support@example.com", "file"
     m.set_content("see attached")
     m.add_attachment(b"%PDF-1.4 ...", maintype="application", subtype="pdf", filename="a.pdf")
+    return m.as_bytes()
+
+
+def test_runner_quarantines_an_item_after_three_failures(
+    db: Database, unwritable_attachments: Config
+) -> None:
+    """An item whose processing keeps failing is retried, then set aside with the error."""
+    cfg = unwritable_attachments
     with db.write() as s:
-        (stored,) = spool.put_many(s, [(m.as_bytes(), Envelope(source="inject"))], T0)
+        (stored,) = spool.put_many(s, [(mail_with_file(), Envelope(source="inject"))], T0)
     runner = Runner(db, cfg, lambda: T0)
     outcomes = [o.state for _ in range(3) for o in runner.run_once()]
     assert outcomes == ["failed", "failed", "quarantined"]
@@ -313,22 +325,16 @@ def test_bounce_matching_nothing_is_quarantined(db: Database, deliver: Deliver) 
 
 
 def test_a_failing_item_does_not_hold_back_its_batch(
-    db: Database, make_config: Callable[..., Config], db_url: str, tmp_path: Path
+    db: Database, unwritable_attachments: Config
 ) -> None:
     """Items share a transaction, but one item's failure rolls back only that item."""
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the attachment directory should be")
-    cfg = make_config(db_url=db_url, tickets={"attachment_dir": str(blocker)})
-    with_file = EmailMessage()
-    with_file["From"], with_file["To"], with_file["Subject"] = "x@y.org", "support@example.com", "f"
-    with_file.set_content("see attached")
-    with_file.add_attachment(b"data", maintype="application", subtype="pdf", filename="a.pdf")
+    cfg = unwritable_attachments
     with db.write() as s:
         spool.put_many(
             s,
             [
                 (mail(msgid="<ok1@x.org>"), Envelope(source="inject")),
-                (with_file.as_bytes(), Envelope(source="inject")),
+                (mail_with_file("x@y.org"), Envelope(source="inject")),
                 (mail(frm="dan@x.org", msgid="<ok2@x.org>"), Envelope(source="inject")),
             ],
             T0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "mailtix"
@@ -65,33 +66,31 @@ def _layer_of(path: Path) -> str:
     return rel.parts[0].removesuffix(".py")
 
 
+def _every_import() -> Iterator[tuple[str, str, str]]:
+    """(module path, its layer, imported name) for every module but the migrations."""
+    for path in PKG.rglob("*.py"):
+        if "migrations" not in path.parts:
+            for name in _imports(path):
+                yield str(path.relative_to(PKG)), _layer_of(path), name
+
+
 def test_imports_point_downward_only() -> None:
     """No module imports a layer above its own."""
-    bad = []
-    for path in PKG.rglob("*.py"):
-        if "migrations" in path.parts:
-            continue
-        mine = _layer_of(path)
-        for name in _imports(path):
-            if not name.startswith("mailtix."):
-                continue
-            target = name.split(".")[1]
-            if LAYERS.get(target, 99) > LAYERS[mine] and target != mine:
-                bad.append(f"{path.relative_to(PKG)} imports {name}")
+    bad = [
+        f"{where} imports {name}"
+        for where, mine, name in _every_import()
+        if name.startswith("mailtix.") and LAYERS.get(name.split(".")[1], 99) > LAYERS[mine]
+    ]
     assert bad == []
 
 
 def test_third_party_stays_in_its_layer() -> None:
     """sqlalchemy only in store, jinja2 only in render, servers' libraries only at the edges."""
-    bad = []
-    for path in PKG.rglob("*.py"):
-        if "migrations" in path.parts:
-            continue
-        mine = _layer_of(path)
-        for name in _imports(path):
-            top = name.split(".")[0]
-            if top in ONLY_IN and mine not in ONLY_IN[top]:
-                bad.append(f"{path.relative_to(PKG)} imports {name}")
+    bad = [
+        f"{where} imports {name}"
+        for where, mine, name in _every_import()
+        if name.split(".")[0] in ONLY_IN and mine not in ONLY_IN[name.split(".")[0]]
+    ]
     assert bad == []
 
 
