@@ -318,17 +318,19 @@ def show(state: State, ticket_id: int, as_json: bool) -> None:
     if len(t["participants"]) > 1:
         cc = ", ".join(p["email"] for p in t["participants"] if p["role"] == "cc")
         click.echo(f"cc {cc}")
-    history = [(m["at"], "message", m) for m in t["messages"]]
-    history += [(e["at"], "event", e) for e in t["events"]]
-    for at, kind, item in sorted(history, key=lambda h: h[0] or ""):
+    # In time order; at the same instant the "created" event comes first.
+    history = [(m["at"], 1, "message", m) for m in t["messages"]]
+    history += [(e["at"], 0 if e["kind"] == "created" else 2, "event", e) for e in t["events"]]
+    for at, _rank, kind, item in sorted(history, key=lambda h: (h[0] or "", h[1])):
         stamp = (at or "")[:19].replace("T", " ")
         if kind == "event":
             detail = ", ".join(f"{k}={v}" for k, v in item["detail"].items())
             click.echo(f"\n{stamp}  [{item['kind']}] {item['actor']} {detail}".rstrip())
             continue
-        arrow = "→" if item["direction"] == "out" else "←"
         internal = " (internal)" if item["internal"] else ""
-        click.echo(f"\n{stamp}  {arrow} {item['from']}{internal}: {item['subject']}")
+        out = item["direction"] == "out"
+        who = "→ " + ", ".join(item["to"]) if out else "← " + item["from"]
+        click.echo(f"\n{stamp}  {who}{internal}: {item['subject']}")
         for name in item["attachments"]:
             click.echo(f"    [attachment] {name}")
         for line in item["body"].strip().splitlines():
@@ -425,10 +427,12 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
     if not rows:
         click.echo("(none)")
         return
+    # Every column but the last is cut at 40 characters; the last (a subject
+    # or a reason) is printed whole.
     widths = [min(max(len(r[i]) for r in [header, *rows]), 40) for i in range(len(header))]
-    widths[-1] = max(len(header[-1]), 10)
     for row in [header, *rows]:
         cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(row, widths, strict=True)]
+        cells[-1] = row[-1]
         click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
 
 
