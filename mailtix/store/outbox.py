@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -58,9 +58,13 @@ class Claim:
     attempts: int  # including this one
 
 
-def _insert(s: Session, table: type) -> object:
-    name = s.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(table)
+_OUTBOX = {
+    name: dialect.insert(OutboxItem.__table__)  # type: ignore[attr-defined]
+    .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(OutboxItem.__table__.c.id)  # type: ignore[attr-defined]
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_HISTORY = insert(TicketMessage.__table__)  # type: ignore[attr-defined]
 
 
 def exists(s: Session, dedupe_key: str) -> bool:
@@ -82,7 +86,36 @@ def enqueue(
     now: datetime,
     history: History | None = None,
 ) -> OutboxItem | None:
-    """Add a row due now; None if dedupe_key is taken. Caller commits.
+    """Add a row due now; None if dedupe_key is taken. Caller commits (see `put`)."""
+    item_id = put(
+        s,
+        ticket_id=ticket_id,
+        kind=kind,
+        dedupe_key=dedupe_key,
+        message_id=message_id,
+        envelope_from=envelope_from,
+        recipients=recipients,
+        raw=raw,
+        now=now,
+        history=history,
+    )
+    return s.get(OutboxItem, item_id) if item_id is not None else None
+
+
+def put(
+    s: Session,
+    *,
+    ticket_id: int | None,
+    kind: str,
+    dedupe_key: str,
+    message_id: str,
+    envelope_from: str,
+    recipients: Sequence[str],
+    raw: bytes,
+    now: datetime,
+    history: History | None = None,
+) -> int | None:
+    """Add a row due now and return its id; None if dedupe_key is taken. Caller commits.
 
     The Message-ID is recorded in ThreadRef (so replies to it thread back,
     SPEC §3) and, when history is given, the message in the ticket's history.
@@ -99,38 +132,35 @@ def enqueue(
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
+        "last_error": None,
+        "sent_at": None,
     }
-    stmt = (
-        _insert(s, OutboxItem)
-        .values(**values)  # type: ignore[attr-defined]
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(OutboxItem.id)
-    )
-    item_id = s.execute(stmt).scalar()
+    item_id = s.execute(_OUTBOX[s.get_bind().dialect.name], values).scalar()
     if item_id is None:
         return None
     if ticket_id is not None:
         tickets.add_thread_ref(s, message_id, ticket_id)
         if history is not None:
-            s.add(_history_row(ticket_id, message_id, history, now))
-    return s.get(OutboxItem, item_id)
+            s.execute(_HISTORY, _history_row(ticket_id, message_id, history, now))
+    return int(item_id)
 
 
-def _history_row(ticket_id: int, message_id: str, h: History, now: datetime) -> TicketMessage:
-    return TicketMessage(
-        ticket_id=ticket_id,
-        message_id=message_id,
-        direction="out",
-        internal=h.internal,
-        from_addr=h.from_addr,
-        from_name=h.from_name,
-        to_addrs=json.dumps(list(h.to)),
-        cc_addrs=json.dumps(list(h.cc)),
-        subject=h.subject,
-        body=h.body,
-        html=h.html,
-        created_at=now,
-    )
+def _history_row(ticket_id: int, message_id: str, h: History, now: datetime) -> dict[str, object]:
+    return {
+        "ticket_id": ticket_id,
+        "spool_item_id": None,
+        "message_id": message_id,
+        "direction": "out",
+        "internal": h.internal,
+        "from_addr": h.from_addr,
+        "from_name": h.from_name,
+        "to_addrs": json.dumps(list(h.to)),
+        "cc_addrs": json.dumps(list(h.cc)),
+        "subject": h.subject,
+        "body": h.body,
+        "html": h.html,
+        "created_at": now,
+    }
 
 
 def claim_due(
