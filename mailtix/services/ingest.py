@@ -155,6 +155,18 @@ def skip_duplicate(w: Work) -> None:
     ticket_id = tickets.has_incoming(w.s, w.parsed.message_id)
     if ticket_id is not None:
         w.ticket = tickets.get(w.s, ticket_id)
+        # Same Message-ID, other bytes (the spool keeps exact copies apart): a copy
+        # by another route, or a client reusing ids. Kept in the spool, noted here.
+        tickets.add_event(
+            w.s,
+            ticket_id,
+            "duplicate-message-id",
+            actor=w.sender,
+            now=w.now,
+            message_id=w.parsed.message_id,
+            subject=w.parsed.subject,
+            spool_item=w.item.id,
+        )
         w.finish(f"duplicate of a message already on ticket #{ticket_id}")
 
 
@@ -201,6 +213,22 @@ def authenticate_sender(w: Work) -> None:
         trusted_authserv_ids=frozenset(w.cfg.security.trusted_authserv_ids),
         secret=w.cfg.reply_secret,
     )
+
+
+def reach_closed_ticket(w: Work) -> None:
+    """Only a customer's own mail to a closed ticket opens a follow-up (SPEC §3).
+
+    Machine mail (an out-of-office answering our "closed" notice) is recorded
+    on the closed ticket, and an agent's authenticated answer goes to it too.
+    """
+    assert w.link is not None and w.disposition is not None and w.actor is not None
+    if w.link.ticket_id is not None or w.link.follows is None:
+        return
+    agent = w.actor.is_agent and w.actor.authenticated
+    if w.disposition.kind != "human" or agent:
+        w.link = LinkDecision(
+            w.link.follows, "closed-ticket", f"{w.link.reason} Kept on the closed ticket instead."
+        )
 
 
 def record_bounce(w: Work) -> None:
@@ -358,7 +386,8 @@ def add_to_ticket(w: Work) -> None:
     if w.sender == w.ticket.requester or w.sender in _participants(w):
         tickets.add_participants(w.s, tid, _copied(w), role="cc")
     old = w.ticket.status
-    new = workflow.after_customer_reply(old)
+    # A forged agent From proves nothing, so it changes nothing (SPEC §4).
+    new = old if w.actor.is_agent else workflow.after_customer_reply(old)
     if new != old:
         tickets.set_status(w.s, w.ticket, new, actor=w.sender, now=w.now)
     notify.on_customer_reply(
@@ -372,6 +401,7 @@ STEPS: list[Callable[[Work], None]] = [
     classify_mail,
     find_ticket,
     authenticate_sender,
+    reach_closed_ticket,
     record_bounce,
     record_automated,
     open_ticket,

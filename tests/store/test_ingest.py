@@ -344,3 +344,65 @@ def test_a_failing_item_does_not_hold_back_its_batch(
     with db.read() as s:
         assert {t.requester for t in tickets.find(s)} == {"carol@customer.org", "dan@x.org"}
         assert spool.pending_ids(s, 10) == [outcomes[1].item_id]
+
+
+def _close(db: Database, ticket_id: int | None, status: str = "closed") -> None:
+    with db.write() as s:
+        t = tickets.get(s, ticket_id)  # type: ignore[arg-type]
+        tickets.set_status(s, t, status, actor="alice@example.com", now=T0)  # type: ignore[arg-type]
+
+
+def test_auto_reply_to_a_closed_ticket_stays_on_it(db: Database, deliver: Deliver) -> None:
+    """An out-of-office answering our 'closed' notice is an event, not a new ticket."""
+    first = deliver(mail(msgid="<cl1@customer.org>"))
+    _close(db, first.ticket_id)
+    out = deliver(
+        mail(
+            subject="Out of office", In_Reply_To="<cl1@customer.org>", Auto_Submitted="auto-replied"
+        )
+    )
+    assert out.ticket_id == first.ticket_id
+    with db.read() as s:
+        assert len(tickets.find(s)) == 1
+        assert "auto-reply" in [e.kind for e in tickets.events(s, first.ticket_id)]  # type: ignore[arg-type]
+
+
+def test_agent_answer_to_a_closed_ticket_reaches_the_customer(
+    db: Database, deliver: Deliver, config: Config
+) -> None:
+    """An agent's authenticated reply on a closed ticket is relayed, not a ticket of its own."""
+    first = deliver(mail())
+    _close(db, first.ticket_id)
+    address = replyaddr.make(
+        "support@example.com",
+        first.ticket_id,
+        "alice@example.com",
+        config.reply_secret,  # type: ignore[arg-type]
+    )
+    out = deliver(
+        mail(
+            frm="alice@example.com",
+            to=address,
+            subject="one more thing",
+            body="Try turning it off.",
+        ),
+        rcpt=address,
+    )
+    assert out.ticket_id == first.ticket_id
+    with db.read() as s:
+        assert len(tickets.find(s)) == 1
+        relayed = [m for m in tickets.messages(s, first.ticket_id) if m.direction == "out"]  # type: ignore[arg-type]
+        assert any(
+            "Try turning it off." in m.body and "carol@customer.org" in m.to_addrs for m in relayed
+        )
+
+
+def test_forged_agent_mail_does_not_reopen(db: Database, deliver: Deliver) -> None:
+    """A From naming an agent, without proof, is kept but changes no status (SPEC §4)."""
+    first = deliver(mail())
+    _close(db, first.ticket_id, "pending")
+    deliver(mail(frm="alice@example.com", subject=f"Re: [Ticket #{first.ticket_id}] x"))
+    with db.read() as s:
+        assert tickets.get(s, first.ticket_id).status == "pending"  # type: ignore[arg-type, union-attr]
+        kinds = [e.kind for e in tickets.events(s, first.ticket_id)]  # type: ignore[arg-type]
+    assert "unauthenticated-agent" in kinds
