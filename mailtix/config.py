@@ -150,6 +150,8 @@ class SecurityConfig(_Section):
 
 class SpoolConfig(_Section):
     max_attempts: int = Field(default=3, ge=1)
+    # Wait before the 2nd attempt; doubled before each further one.
+    retry_seconds: float = Field(default=30.0, ge=0)
     workers: int = Field(default=1, ge=1, le=16)
     poll_interval: float = Field(default=1.0, gt=0)
 

@@ -9,6 +9,7 @@ counted, retried, and quarantined after `spool.max_attempts`; the loop goes on.
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import threading
@@ -16,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from mailtix.config import Config
 from mailtix.errors import StoreUnavailable
@@ -26,6 +27,8 @@ from mailtix.store import spool
 from mailtix.store.db import Database, Session, is_temporary
 
 log = logging.getLogger("mailtix.runner")
+# errno values that mean "the disk cannot take it now", not "this message is bad".
+_DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 Clock = Callable[[], datetime]
 
 
@@ -66,22 +69,26 @@ class Runner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run_once(self, limit: int | None = None) -> list[ItemOutcome]:
-        """Process every item waiting now (up to limit); return what became of each."""
+    def run_once(
+        self, limit: int | None = None, stop: threading.Event | None = None
+    ) -> list[ItemOutcome]:
+        """Process every item due now (up to limit); return what became of each.
+
+        Raises StoreUnavailable when the database cannot be used (nothing of
+        the interrupted batch is kept; its items wait for the next round).
+        Returns early, between two transactions, once stop is set.
+        """
         outcomes: list[ItemOutcome] = []
         after = 0
-        while limit is None or len(outcomes) < limit:
+        while (limit is None or len(outcomes) < limit) and not (stop and stop.is_set()):
             with self.db.read() as s:
                 want = self.batch if limit is None else min(self.batch, limit - len(outcomes))
-                ids = spool.pending_ids(s, want, after=after)
+                ids = spool.pending_ids(s, want, after=after, now=self.clock())
             if not ids:
                 break
             waiting = deque(self._prepared(ids))
-            while waiting:
-                done = self._apply_batch(waiting)
-                if done is None:  # the database is unavailable: stop this round
-                    return outcomes
-                outcomes += done
+            while waiting and not (stop and stop.is_set()):
+                outcomes += self._apply_batch(waiting)
             after = ids[-1]
         return outcomes
 
@@ -91,7 +98,7 @@ class Runner:
         while not stop.is_set():
             self.wake.clear()
             try:
-                done = self.run_once()
+                done = self.run_once(stop=stop)
                 backoff = 1.0
                 if done and self.on_processed is not None:
                     self.on_processed()
@@ -100,8 +107,23 @@ class Runner:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
                 continue
+            except Exception:
+                # Not an item's fault (those are caught per item): a bug or a broken
+                # parse pool. Logged; the loop goes on rather than dying silently.
+                log.exception("runner round failed; retrying in %.0f s", backoff)
+                self._restart_pool()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
             if not done:
                 self.wake.wait(self.cfg.spool.poll_interval)
+
+    def _restart_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.cfg.spool.workers, mp_context=multiprocessing.get_context("spawn")
+            )
 
     # ----------------------------------------------------------------
     def _prepared(self, ids: list[int]) -> Iterator[Prepared]:
@@ -123,7 +145,7 @@ class Runner:
         for fut in futures:
             yield fut.result()
 
-    def _apply_batch(self, waiting: deque[Prepared]) -> list[ItemOutcome] | None:
+    def _apply_batch(self, waiting: deque[Prepared]) -> list[ItemOutcome]:
         """Apply items from the left of waiting in one transaction, each in a savepoint.
 
         One commit (one fsync) for many items, yet each item's effects stay
@@ -135,15 +157,11 @@ class Runner:
             self.before_batch()
         done: list[ItemOutcome] = []
         deadline = time.monotonic() + self.batch_seconds
-        try:
-            with self.db.write() as s:
-                now = self.clock()
-                while waiting and (not done or time.monotonic() < deadline):
-                    done.append(self._apply_item(s, waiting[0], now))
-                    waiting.popleft()
-        except StoreUnavailable as err:
-            log.warning("database unavailable while processing: %s", err)
-            return None
+        with self.db.write() as s:
+            now = self.clock()
+            while waiting and (not done or time.monotonic() < deadline):
+                done.append(self._apply_item(s, waiting[0], now))
+                waiting.popleft()
         return done
 
     def _apply_item(self, s: Session, prep: Prepared, now: datetime) -> ItemOutcome:
@@ -156,9 +174,14 @@ class Runner:
             savepoint.rollback()
             if is_temporary(err):
                 raise StoreUnavailable(f"database unavailable: {err}") from err
+            if isinstance(err, OSError) and err.errno in _DISK_TROUBLE:
+                # A full or failing disk is nobody's message's fault: no attempt counted.
+                raise StoreUnavailable(f"cannot write attachments: {err}") from err
             log.exception("item %s failed", prep.item_id)
             reason = f"{type(err).__name__}: {err}"
-            state = spool.record_failure(s, prep.item_id, reason, self.cfg.spool.max_attempts, now)
+            cfg = self.cfg.spool
+            retry = timedelta(seconds=cfg.retry_seconds)
+            state = spool.record_failure(s, prep.item_id, reason, cfg.max_attempts, now, retry)
             return ItemOutcome(prep.item_id, "failed" if state == "new" else state, detail=reason)
 
 

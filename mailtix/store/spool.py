@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -92,11 +92,18 @@ def put_many(
     return out
 
 
-def pending_ids(session: Session, limit: int, after: int = 0) -> list[int]:
-    """Ids of items waiting for the runner, oldest first."""
+def pending_ids(
+    session: Session, limit: int, after: int = 0, now: datetime | None = None
+) -> list[int]:
+    """Ids of items waiting for the runner (due at now, if given), oldest first."""
+    due = (
+        or_(SpoolItem.next_attempt_at.is_(None), SpoolItem.next_attempt_at <= now)  # type: ignore[union-attr, operator]
+        if now is not None
+        else true()
+    )
     stmt = (
         select(SpoolItem.id)
-        .where(SpoolItem.state == "new", SpoolItem.id > after)  # type: ignore[operator]
+        .where(SpoolItem.state == "new", SpoolItem.id > after, due)  # type: ignore[operator]
         .order_by(SpoolItem.id)  # type: ignore[arg-type]
         .limit(limit)
     )
@@ -139,14 +146,23 @@ def quarantine(session: Session, item: SpoolItem, reason: str, now: datetime) ->
 
 
 def record_failure(
-    session: Session, item_id: int, error: str, max_attempts: int, now: datetime
+    session: Session,
+    item_id: int,
+    error: str,
+    max_attempts: int,
+    now: datetime,
+    retry_base: timedelta = timedelta(0),
 ) -> str:
-    """Count a failed attempt; quarantine the item at max_attempts. Returns its new state."""
+    """Count a failed attempt; quarantine at max_attempts. Returns the item's new state.
+
+    The next attempt waits retry_base after the first failure, doubled after each further one.
+    """
     item = session.get(SpoolItem, item_id)
     if item is None or item.state != "new":
         return item.state if item else "missing"
     item.attempts += 1
     item.last_error = error
+    item.next_attempt_at = now + retry_base * 2 ** (item.attempts - 1)
     if item.attempts >= max_attempts:
         item.state = "quarantined"
         item.processed_at = now
@@ -165,7 +181,7 @@ def replay(session: Session, item_id: int) -> bool:
     result = session.execute(
         update(SpoolItem)
         .where(SpoolItem.id == item_id, SpoolItem.state == "quarantined")  # type: ignore[arg-type]
-        .values(state="new", attempts=0)
+        .values(state="new", attempts=0, next_attempt_at=None)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

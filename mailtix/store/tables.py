@@ -66,6 +66,8 @@ class SpoolItem(SQLModel, table=True):
     dedupe_key: str = Field(max_length=64)
     state: str = Field(default="new", max_length=16)
     attempts: int = 0
+    # After a failed attempt, not before this time (None: at once).
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts())
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     processed_at: datetime | None = Field(default=None, sa_column=_ts())
     ticket_id: int | None = Field(default=None, index=True)

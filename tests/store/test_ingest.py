@@ -232,13 +232,17 @@ def mail_with_file(frm: str = "carol@customer.org") -> bytes:
 def test_runner_quarantines_an_item_after_three_failures(
     db: Database, unwritable_attachments: Config
 ) -> None:
-    """An item whose processing keeps failing is retried, then set aside with the error."""
+    """A failing item waits 30 s, then 60 s, before its retries; then it is set aside."""
     cfg = unwritable_attachments
     with db.write() as s:
         (stored,) = spool.put_many(s, [(mail_with_file(), Envelope(source="inject"))], T0)
-    runner = Runner(db, cfg, lambda: T0)
-    outcomes = [o.state for _ in range(3) for o in runner.run_once()]
-    assert outcomes == ["failed", "failed", "quarantined"]
+    clock = [T0]
+    runner = Runner(db, cfg, lambda: clock[0])
+    states = []
+    for wait in (0, 29, 1, 59, 1):  # seconds since the previous round
+        clock[0] += timedelta(seconds=wait)
+        states.append([o.state for o in runner.run_once()])
+    assert states == [["failed"], [], ["failed"], [], ["quarantined"]]
     with db.read() as s:
         item = s.get(SpoolItem, stored.item_id)
         assert item is not None and item.state == "quarantined" and item.attempts == 3

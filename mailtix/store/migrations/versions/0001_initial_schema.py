@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 17:32:24.760006
+Create Date: 2026-11-23 18:02:34.349836
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def upgrade() -> None:
     sa.Column('dedupe_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', mailtix.store.tables.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('processed_at', mailtix.store.tables.UTCDateTime(timezone=True), nullable=True),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
