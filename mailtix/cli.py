@@ -108,7 +108,7 @@ def run(state: State) -> None:
 
     cfg = state.config()
     daemon = Daemon(cfg)
-    daemon.run_until_signalled()
+    sys.exit(daemon.run_until_signalled())
 
 
 @cli.command("check-config")

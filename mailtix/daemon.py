@@ -84,8 +84,8 @@ class Daemon:
         self.db.dispose()
         log.info("stopped")
 
-    def run_until_signalled(self) -> None:
-        """Start, wait for SIGTERM or SIGINT, stop."""
+    def run_until_signalled(self) -> int:
+        """Start, wait for SIGTERM or SIGINT (or a part dying), stop; return the exit code."""
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s", signal.Signals(signum).name)
@@ -94,11 +94,19 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.start()
+        code = 0
         try:
-            while not self.stopping.wait(3600):
-                pass
+            while not self.stopping.wait(1.0):
+                dead = [t.name for t in self._threads if not t.is_alive()]
+                if dead:
+                    # Each loop has its own catch-all; if one still ended, running
+                    # on without it would silently stop mail: exit, be restarted.
+                    log.error("%s ended unexpectedly; stopping", ", ".join(dead))
+                    code = 1
+                    break
         finally:
             self.stop()
+        return code
 
     def _spawn(
         self, name: str, target: Callable[[threading.Event], None], stop: threading.Event

@@ -94,7 +94,10 @@ def _deliver(transport: Transport, claim: Claim) -> Exception | None:
 
 
 def _record(
-    db: Database, cfg: Config, outcomes: list[tuple[Claim, Exception | None]], now: datetime,
+    db: Database,
+    cfg: Config,
+    outcomes: list[tuple[Claim, Exception | None]],
+    now: datetime,
     rng: Random,
 ) -> SendReport:
     """Commit the outcomes of some deliveries, in one transaction."""
@@ -122,15 +125,27 @@ def _retry_or_fail(
     if not permanent and claim.attempts < out.max_attempts:
         delay = backoff_seconds(claim.attempts, out.retry_base_seconds, out.retry_max_seconds, rng)
         outbox.mark_retry(s, claim.id, now + timedelta(seconds=delay), error)
-        log.info("outbox %s: attempt %d failed, retry in %.0fs: %s",
-                 claim.id, claim.attempts, delay, error)
+        log.info(
+            "outbox %s: attempt %d failed, retry in %.0fs: %s",
+            claim.id,
+            claim.attempts,
+            delay,
+            error,
+        )
         return True
     if not permanent:
         error = f"gave up after {claim.attempts} attempts: {error}"
     if outbox.mark_failed(s, claim.id, error, now):
         notify.on_delivery_failed(
-            s, cfg, ticket_id=claim.ticket_id, outbox_id=claim.id, kind=claim.kind,
-            message_id=claim.message_id, recipients=claim.recipients, error=error, now=now,
+            s,
+            cfg,
+            ticket_id=claim.ticket_id,
+            outbox_id=claim.id,
+            kind=claim.kind,
+            message_id=claim.message_id,
+            recipients=claim.recipients,
+            error=error,
+            now=now,
         )
     log.warning("outbox %s failed for good: %s", claim.id, error)
     return False
@@ -143,10 +158,18 @@ def _claim(db: Database, cfg: Config, now: datetime) -> list[Claim]:
 
 
 def _drain(
-    db: Database, cfg: Config, transport: Transport, now: datetime, rng: Random,
+    db: Database,
+    cfg: Config,
+    transport: Transport,
+    now: datetime,
+    rng: Random,
     pool: ThreadPoolExecutor,
+    stop: threading.Event | None = None,
 ) -> SendReport:
-    """Deliver what is due at now through pool, as a pipeline: claim, deliver, commit."""
+    """Deliver what is due at now through pool, as a pipeline: claim, deliver, commit.
+
+    Once stop is set, nothing more is claimed; what is in flight finishes and is recorded.
+    """
     report = SendReport()
     pending: dict[Future[Exception | None], Claim] = {}
     dry = False  # the last claim found nothing: wait for what is in flight first
@@ -154,13 +177,14 @@ def _drain(
         # Claim more while the connections still have work, so claiming
         # overlaps delivery. Rows enqueued meanwhile (failure notices) are
         # due at now too: claim once more when all is done.
-        if not pending or (len(pending) <= cfg.outbound.connections and not dry):
+        stopping = stop is not None and stop.is_set()
+        if not stopping and (not pending or (len(pending) <= cfg.outbound.connections and not dry)):
             claims = _claim(db, cfg, now)
             dry = not claims
             for claim in claims:
                 pending[pool.submit(_deliver, transport, claim)] = claim
-            if not pending:
-                return report
+        if not pending:
+            return report
         # Group commit: what finished while the last outcomes were committed
         # is committed together. A crash re-sends only rows delivered but not
         # yet committed, each once (their lease must end first).
@@ -186,8 +210,14 @@ class Sender:
     """The daemon's delivery loop: wakes when told to, when a row falls due, or every poll."""
 
     def __init__(
-        self, db: Database, cfg: Config, transport: Transport, clock: Clock,
-        *, rng: Random = random.random, poll_interval: float | None = None,
+        self,
+        db: Database,
+        cfg: Config,
+        transport: Transport,
+        clock: Clock,
+        *,
+        rng: Random = random.random,
+        poll_interval: float | None = None,
     ) -> None:
         self.db = db
         self.cfg = cfg
@@ -198,14 +228,16 @@ class Sender:
         self.poll_interval = poll_interval if poll_interval is not None else cfg.spool.poll_interval
         self._wakeup = threading.Event()
         self._finished = threading.Event()
+        self._stop: threading.Event | None = None
 
     def wake(self) -> None:
         """Deliver now: call after committing new outbox rows."""
         self._wakeup.set()
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until stop is set; returns promptly after stop.set()."""
+        """Deliver until stop is set; then in-flight deliveries finish and it returns."""
         self._finished.clear()
+        self._stop = stop
         watcher = threading.Thread(
             target=self._wake_on, args=(stop,), daemon=True, name="mailtix-sender-stop"
         )
@@ -232,14 +264,25 @@ class Sender:
     def _pass(self, pool: ThreadPoolExecutor) -> float:
         """One delivery pass; the seconds to wait before the next one."""
         try:
-            report = _drain(self.db, self.cfg, self.transport, self.clock(), self.rng, pool)
+            report = _drain(
+                self.db, self.cfg, self.transport, self.clock(), self.rng, pool, self._stop
+            )
             if report.total:
-                log.info("outbox: %d sent, %d to retry, %d failed",
-                         report.sent, report.retried, report.failed)
+                log.info(
+                    "outbox: %d sent, %d to retry, %d failed",
+                    report.sent,
+                    report.retried,
+                    report.failed,
+                )
             with self.db.read() as s:
                 due = outbox.next_due(s)
         except StoreUnavailable as err:
             log.warning("outbox: database unavailable, retrying: %s", err)
+            return self.poll_interval
+        except Exception:
+            # A bug or a broken template must not end delivery for good: logged,
+            # and the next pass comes (the claimed rows' lease brings them back).
+            log.exception("outbox: delivery pass failed; retrying")
             return self.poll_interval
         if due is None:
             return self.poll_interval
