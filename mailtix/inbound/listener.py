@@ -264,7 +264,12 @@ class Listener:
         lc = self._cfg.listener
         self._no_data = asyncio.Event()
         self._no_data.set()
-        cls = _LMTPSession if lc.protocol == "lmtp" else _SMTPSession
+        base = _LMTPSession if lc.protocol == "lmtp" else _SMTPSession
+        # RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail breaks it
+        # (malformed/ in the corpus: base64 on one line, HTML without breaks).
+        # aiosmtpd would refuse such mail for good (500); we store it and let the
+        # parser cope. The whole message stays under max_message_bytes.
+        cls = type(base.__name__, (base,), {"line_length_limit": lc.max_message_bytes})
         tls = _tls_context(self._cfg)
         # Looked up once: aiosmtpd would call getfqdn() (a DNS lookup) per session.
         hostname = lc.hostname or socket.getfqdn()

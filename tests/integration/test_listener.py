@@ -468,3 +468,18 @@ def test_lmtp_too_large_gets_one_552_per_recipient(
         replies = [c.reply()[0][:9] for _ in range(3)]
     assert replies == ["552 5.3.4", "552 5.3.4", "250 OK"]
     assert spooled(db) == []
+
+
+def test_lines_over_998_bytes_are_stored_not_refused(
+    db: Database, db_url: str, make_config: ConfigFactory
+) -> None:
+    """Real mail breaks the 1000-octet line limit; it is stored, never refused for good."""
+    long_line = b"A" * 5000
+    raw = message(8, body=long_line + b"\r\n")
+    with (
+        running(make_config(db_url=db_url), db) as srv,
+        smtplib.SMTP(srv.host, srv.port, timeout=10) as c,
+    ):
+        c.sendmail("carol@customer.org", ["support@example.com"], raw)
+    (item,) = spooled(db)
+    assert long_line in item.raw
