@@ -152,9 +152,12 @@ def _attaches_original(msg: ParsedMessage) -> bool:
 
 # ------------------------------------------------------------------- rules
 def _own_loop(msg: ParsedMessage, env: Envelope) -> Disposition | None:
-    if msg.has_header(LOOP_HEADER):
-        return Disposition("loop", f"carries our {LOOP_HEADER} header", "own_loop")
     own = {_bare(a) for a in env.own_addresses}
+    # Every mailtix stamps its own address in this header: another instance's
+    # mail (a vendor's helpdesk) is automatic mail, but not our own loop.
+    for value in msg.headers.get(LOOP_HEADER, ()):
+        if _bare(value.strip().strip("<>")) in own:
+            return Disposition("loop", f"carries our {LOOP_HEADER} header", "own_loop")
     if msg.from_addr and _bare(msg.from_addr) in own:
         return Disposition("loop", f"sent from our own address {msg.from_addr}", "own_loop")
     return None
@@ -241,7 +244,7 @@ def _failure_notice(msg: ParsedMessage, env: Envelope) -> Disposition | None:
 def _auto_submitted(msg: ParsedMessage, env: Envelope) -> Disposition | None:
     # RFC 3834 §5: any value but "no" marks automatic mail.
     value = (msg.header("auto-submitted") or "no").strip().lower()
-    if not value.startswith("no"):
+    if value.split(";", 1)[0].strip() != "no":  # "no; comment" is still no
         return Disposition("auto_reply", f"Auto-Submitted: {value}", "auto_submitted")
     return None
 

@@ -319,3 +319,17 @@ def test_every_rule_is_a_named_function_that_gives_a_reason() -> None:
     found = classify(base, OWN)
     assert found.reason and found.rule == "own_loop"
     assert classify(replace(base, from_addr="x@y.example"), OWN).rule == ""
+
+
+def test_another_mailtix_loop_header_is_not_our_loop() -> None:
+    """X-Mailtix-Loop naming someone else's address is automatic mail, not our own loop."""
+    theirs = mail(headers={LOOP_HEADER: "help@vendor.example", "Auto-Submitted": "auto-replied"})
+    ours = mail(headers={LOOP_HEADER: "support@example.com"})
+    assert kind_of(theirs) == "auto_reply"
+    assert kind_of(ours) == "loop"
+
+
+def test_auto_submitted_values_other_than_no_are_automatic() -> None:
+    """RFC 3834 §5: "no" (with parameters) is human; "none" is not "no"."""
+    assert kind_of(mail(headers={"Auto-Submitted": "no; x=1"})) == "human"
+    assert kind_of(mail(headers={"Auto-Submitted": "none"})) == "auto_reply"
