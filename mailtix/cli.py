@@ -44,10 +44,12 @@ class State:
             self._config = config_mod.load(self.config_path)
         return self._config
 
-    def database(self, *, upgrade: bool = False) -> Database:
+    def database(self, *, upgrade: bool = False, create_missing: bool = False) -> Database:
+        """The configured database; migrated first with upgrade, created if missing with
+        create_missing; otherwise a missing schema is a UserError."""
         cfg = self.config()
         db = Database(cfg.database.url, busy_timeout=cfg.database.busy_timeout)
-        if upgrade:
+        if upgrade or (create_missing and not db.has_schema()):
             db.upgrade()
         elif not db.has_schema():
             db.dispose()
@@ -153,7 +155,9 @@ def inject(state: State, queue: str | None) -> None:
 
     raw = sys.stdin.buffer.read()
     cfg = state.config()
-    db = state.database()
+    # A fresh install may get mail before anyone ran `db upgrade`: create the
+    # schema then, rather than exit 1 (which an MTA would take as a bounce).
+    db = state.database(create_missing=True)
     try:
         stored = do_inject(db, cfg, raw, queue=queue, now=_now())
     finally:

@@ -38,6 +38,18 @@ class StoreUnavailable(TemporaryError):
     """The database cannot be written or read."""
 
 
+class UnknownQueue(TemporaryError):
+    """A pipe or import names a queue the config does not have.
+
+    Temporary on purpose: the customer's mail stays with the MTA (exit 75)
+    while the admin fixes the alias or the config, instead of bouncing.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no queue named {name!r} in the config; the message was not stored")
+
+
 class PermanentError(MailtixError):
     """The input is refused for good."""
 

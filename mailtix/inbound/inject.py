@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from mailtix.config import Config
-from mailtix.errors import NotMail, UnknownRecipient
+from mailtix.errors import NotMail, UnknownQueue
 from mailtix.services.importer import is_mail, strip_from_line
 from mailtix.store import spool
 from mailtix.store.db import Database
@@ -18,12 +18,12 @@ from mailtix.store.spool import Envelope, Stored
 
 
 def inject(db: Database, cfg: Config, raw: bytes, *, queue: str | None, now: datetime) -> Stored:
-    """Durably store raw; NotMail, UnknownRecipient or StoreUnavailable if it cannot be."""
+    """Durably store raw; NotMail, UnknownQueue or StoreUnavailable if it cannot be."""
     if queue is not None:
         try:
             cfg.queue_named(queue)
         except KeyError:
-            raise UnknownRecipient(queue) from None
+            raise UnknownQueue(queue) from None
     # An MTA pipe may prepend the mbox "From sender date" line (Postfix pipe flag F);
     # it is not part of the message, but it names the envelope sender.
     raw, sender = strip_from_line(raw)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from mailtix.config import Config
-from mailtix.errors import UnknownRecipient, UserError
+from mailtix.errors import UnknownQueue, UserError
 from mailtix.store import spool
 from mailtix.store.db import Database
 from mailtix.store.spool import Envelope
@@ -85,7 +85,7 @@ def import_path(
         try:
             cfg.queue_named(queue)
         except KeyError:
-            raise UnknownRecipient(queue) from None
+            raise UnknownQueue(queue) from None
     report = ImportReport()
     box = _open(path)
     try:

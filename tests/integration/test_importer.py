@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailtix.config import Config
-from mailtix.errors import UnknownRecipient, UserError
+from mailtix.errors import UnknownQueue, UserError
 from mailtix.services import importer
 from mailtix.services.importer import import_path
 from mailtix.store.db import Database
@@ -93,7 +93,7 @@ def test_what_is_not_a_mailbox_is_a_user_error(
     for path in (text, tmp_path / "plain", tmp_path / "missing"):
         with pytest.raises(UserError):
             import_path(db, config, path, queue=None, now=NOW, progress=False)
-    with pytest.raises(UnknownRecipient):
+    with pytest.raises(UnknownQueue):
         import_path(db, config, text, queue="nope", now=NOW, progress=False)
     assert spooled(db) == []
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mailtix.config import Config
-from mailtix.errors import NotMail, StoreUnavailable, UnknownRecipient, outcome_for
+from mailtix.errors import NotMail, StoreUnavailable, UnknownQueue, outcome_for
 from mailtix.inbound.inject import inject
 from mailtix.store.db import Database
 from tests.integration.smtp_helpers import NOW, message, spooled, unavailable
@@ -63,9 +63,10 @@ def test_odd_but_mail_like_input_is_accepted(db: Database, config: Config) -> No
 
 
 def test_unknown_queue_is_refused(db: Database, config: Config) -> None:
-    """--queue naming no configured queue is UnknownRecipient; nothing stored."""
-    with pytest.raises(UnknownRecipient):
+    """--queue naming no configured queue is UnknownQueue (exit 75: the MTA keeps it)."""
+    with pytest.raises(UnknownQueue) as exc:
         inject(db, config, message(3), queue="nope", now=NOW)
+    assert outcome_for(exc.value).exit_code == 75
     assert spooled(db) == []
 
 
