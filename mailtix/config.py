@@ -187,25 +187,6 @@ class Config(_Section):
     # Resolved secrets, filled by load(); never read from the file itself.
     secrets: dict[str, str] = Field(default_factory=dict, exclude=True)
 
-    @model_validator(mode="after")
-    def _cross_references(self) -> Config:
-        names = [q.name for q in self.queue]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"queue names must be unique: {', '.join(sorted(dupes))}")
-        for agent in self.agent:
-            for q in agent.queues:
-                if q not in names:
-                    raise ValueError(f"agent {agent.email} names unknown queue {q!r}")
-        boxes = [b.name for b in self.mailbox]
-        twice = {n for n in boxes if boxes.count(n) > 1}
-        if twice:
-            raise ValueError(f"mailbox names must be unique: {', '.join(sorted(twice))}")
-        for box in self.mailbox:
-            if box.queue not in names:
-                raise ValueError(f"mailbox {box.name} names unknown queue {box.queue!r}")
-        return self
-
     # -- derived views -------------------------------------------------
     def queue_for_address(self, address: str) -> QueueConfig | None:
         """The queue an envelope recipient belongs to, plus-addressing included."""
@@ -245,6 +226,26 @@ class Config(_Section):
         return self.secrets["reply_secret"].encode()
 
 
+def _cross_reference_problems(cfg: Config) -> list[tuple[str, str]]:
+    """Names that must be unique or must exist elsewhere in the file, each with its path."""
+    problems: list[tuple[str, str]] = []
+    names = [q.name for q in cfg.queue]
+    for i, q in enumerate(cfg.queue):
+        if names.index(q.name) != i:
+            problems.append((f"queue[{i}].name", f"queue name {q.name!r} is used twice"))
+    for i, agent in enumerate(cfg.agent):
+        for q in agent.queues:
+            if q not in names:
+                problems.append((f"agent[{i}].queues", f"unknown queue {q!r}"))
+    boxes = [b.name for b in cfg.mailbox]
+    for i, box in enumerate(cfg.mailbox):
+        if boxes.index(box.name) != i:
+            problems.append((f"mailbox[{i}].name", f"mailbox names must be unique: {box.name}"))
+        if box.queue not in names:
+            problems.append((f"mailbox[{i}].queue", f"unknown queue {box.queue!r}"))
+    return problems
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -262,7 +263,7 @@ def parse(data: Mapping[str, object], env: Mapping[str, str], base: Path) -> Con
     except ValidationError as exc:
         problems = [(_loc(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
         raise ConfigError(problems) from None
-    problems: list[tuple[str, str]] = []
+    problems = _cross_reference_problems(cfg)
     secrets: dict[str, str] = {}
 
     def need(path: str, inline: str | None, env_name: str | None, key: str) -> None:

@@ -98,3 +98,23 @@ def test_mailbox_names_must_be_unique() -> None:
     with pytest.raises(ConfigError) as exc:
         config.parse(_with_mailboxes(BOX, {**BOX, "host": "other"}), {}, Path("/tmp"))
     assert "mailbox names must be unique: m" in str(exc.value)
+
+
+def test_every_cross_reference_and_secret_problem_is_listed() -> None:
+    """Unknown queues and unset secrets are all reported, each at its own path."""
+    data = {
+        "queue": [{"name": "support", "addresses": ["s@x.org"]}],
+        "agent": [{"email": "a@x.org", "queues": ["nope"]}, {"email": "b@x.org", "queues": ["gone"]}],
+        "mailbox": [{**BOX, "queue": "elsewhere", "password": None, "password_env": "NO_PW"}],
+        "security": {"reply_secret_env": "NO_SECRET"},
+    }
+    with pytest.raises(ConfigError) as exc:
+        config.parse(data, {}, Path("/tmp"))
+    paths = [p for p, _ in exc.value.problems]
+    assert paths == [
+        "agent[0].queues",
+        "agent[1].queues",
+        "mailbox[0].queue",
+        "security.reply_secret_env",
+        "mailbox[0].password_env",
+    ]
