@@ -104,7 +104,10 @@ def test_every_cross_reference_and_secret_problem_is_listed() -> None:
     """Unknown queues and unset secrets are all reported, each at its own path."""
     data = {
         "queue": [{"name": "support", "addresses": ["s@x.org"]}],
-        "agent": [{"email": "a@x.org", "queues": ["nope"]}, {"email": "b@x.org", "queues": ["gone"]}],
+        "agent": [
+            {"email": "a@x.org", "queues": ["nope"]},
+            {"email": "b@x.org", "queues": ["gone"]},
+        ],
         "mailbox": [{**BOX, "queue": "elsewhere", "password": None, "password_env": "NO_PW"}],
         "security": {"reply_secret_env": "NO_SECRET"},
     }
