@@ -221,10 +221,11 @@ def send_pending(state: State) -> None:
 )
 @pass_state
 def run_jobs(state: State, now_iso: str | None) -> None:
-    """Run every job once as of NOW: process the spool, deliver the outbox; then exit."""
+    """Run every job once as of NOW: the spool, the outbox, housekeeping; then exit."""
     from mailtix.outbound.sender import send_pending as deliver
     from mailtix.outbound.transport import transport_for
     from mailtix.runner import Runner
+    from mailtix.services.periodic import JOBS
 
     now = _parse_now(now_iso)
     cfg = state.config()
@@ -234,6 +235,7 @@ def run_jobs(state: State, now_iso: str | None) -> None:
     try:
         outcomes = runner.run_once()
         report = deliver(db, cfg, transport, now)
+        jobs = {name: job(db, now) for name, job in JOBS.items()}
     finally:
         transport.close()
         runner.close()
@@ -244,6 +246,8 @@ def run_jobs(state: State, now_iso: str | None) -> None:
         f"{states.count('failed')} to retry; outbox: {report.sent} sent, "
         f"{report.retried} to retry, {report.failed} failed"
     )
+    for name, done in jobs.items():
+        click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in done.items()))
 
 
 def _parse_now(value: str | None) -> datetime:

@@ -21,6 +21,7 @@ from mailtix.inbound.listener import Listener
 from mailtix.outbound.sender import Sender
 from mailtix.outbound.transport import transport_for
 from mailtix.runner import Runner
+from mailtix.scheduler import Scheduler
 from mailtix.store.db import Database
 
 log = logging.getLogger("mailtix.daemon")
@@ -48,6 +49,7 @@ class Daemon:
         self.pollers = [
             MailboxPoller(cfg, box, self.db, clock, on_commit=wake) for box in cfg.mailbox
         ]
+        self.scheduler = Scheduler(self.db, clock)
         self._threads: list[threading.Thread] = []
         self._edge_stop = threading.Event()  # IMAP pollers
         self._work_stop = threading.Event()  # runner and sender
@@ -57,6 +59,7 @@ class Daemon:
         """Migrate the database, then start every part."""
         self.db.upgrade()
         self.committer.start()
+        self.scheduler.start()
         self._spawn("mailtix-runner", self.runner.run, self._work_stop)
         self._spawn("mailtix-sender", self.sender.run, self._work_stop)
         for poller in self.pollers:
@@ -76,6 +79,7 @@ class Daemon:
         self.committer.stop()
         self._work_stop.set()
         self.runner.wake.set()
+        self.scheduler.stop()
         for thread in self._threads:
             thread.join(timeout=30)
             if thread.is_alive():
