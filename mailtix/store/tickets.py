@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
 from mailtix.core.linking import TicketFacts
@@ -28,7 +27,6 @@ from mailtix.store.tables import (
 
 # The hot inserts are Core statements built once: an ORM object per row costs
 # a pydantic construction and a unit-of-work flush (bench/runner.py).
-_TICKET = insert(Ticket.__table__).returning(Ticket.__table__.c.id)  # type: ignore[attr-defined]
 _MESSAGE = insert(TicketMessage.__table__).returning(TicketMessage.__table__.c.id)  # type: ignore[attr-defined]
 _PARTICIPANT = insert(Participant.__table__)  # type: ignore[attr-defined]
 _EVENT = insert(Event.__table__)  # type: ignore[attr-defined]
@@ -45,11 +43,6 @@ def _columns(row: SQLModel) -> dict[str, Any]:
     return {c.name: getattr(row, c.name) for c in row.__table__.c if c.name != "id"}  # type: ignore[attr-defined]
 
 
-def _attach(s: Session, row: SQLModel, row_id: int) -> None:
-    """Make row, just inserted with Core under row_id, a loaded object of the session."""
-    row.id = row_id  # type: ignore[attr-defined]
-    make_transient_to_detached(row)
-    s.add(row)
 
 
 def create(
@@ -74,7 +67,10 @@ def create(
         follows_ticket_id=follows,
         language=language,
     )
-    _attach(s, ticket, s.execute(_TICKET, _columns(ticket)).scalar_one())
+    # An ORM insert: a savepoint rollback (the runner's per-item one) must
+    # take the object out of the session again, or SQLite's reused id clashes.
+    s.add(ticket)
+    s.flush()
     assert ticket.id is not None
     if requester:
         # A new ticket has no participants yet: nothing to read before this insert.
@@ -221,7 +217,9 @@ def add_message(
         html=html,
         created_at=now,
     )
-    _attach(s, msg, s.execute(_MESSAGE, _columns(msg)).scalar_one())
+    # Inserted with Core; msg is returned with its id but outside the session
+    # (attached, it would outlive a savepoint rollback; see create).
+    msg.id = s.execute(_MESSAGE, _columns(msg)).scalar_one()
     ticket.updated_at = now
     s.add(ticket)
     add_thread_ref(s, message_id, ticket.id)
