@@ -116,6 +116,8 @@ class TicketMessage(SQLModel, table=True):
     """A message of a ticket's history, received or sent."""
 
     __tablename__ = "ticket_message"
+    # Every incoming message is looked up by its Message-ID (duplicate check).
+    __table_args__ = (Index("ix_ticket_message_message_id", "message_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)

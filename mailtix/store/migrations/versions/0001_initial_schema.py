@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 18:02:34.349836
+Create Date: 2026-11-23 18:03:43.221106
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('ticket_message', schema=None) as batch_op:
+        batch_op.create_index('ix_ticket_message_message_id', ['message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_ticket_message_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('attachment',
@@ -201,6 +202,7 @@ def downgrade() -> None:
     op.drop_table('attachment')
     with op.batch_alter_table('ticket_message', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ticket_message_ticket_id'))
+        batch_op.drop_index('ix_ticket_message_message_id')
 
     op.drop_table('ticket_message')
     with op.batch_alter_table('thread_ref', schema=None) as batch_op:
