@@ -22,6 +22,7 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
 )
 
@@ -60,7 +61,11 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Templates are read once per process: restart mailtix after editing
+            # overrides (saves a stat() of every file on every mail).
+            auto_reload=False,
         )
+        self._subjects: dict[str, Template | None] = {}
 
     def language(self, wanted: str | None) -> str:
         """wanted if we have templates for it, else the configured default."""
@@ -74,13 +79,18 @@ class Templates:
         ctx = dict(context, language=lang)
         text = self.env.get_template(f"{lang}/{kind}.txt.j2").render(ctx)
         html = self.env.get_template(f"{lang}/{kind}.html.j2").render(ctx)
-        try:
-            subject_tpl = self.env.get_template(f"{lang}/{kind}.subject.j2")
-        except TemplateNotFound:
-            subject = None
-        else:
-            subject = " ".join(subject_tpl.render(ctx).split())
+        subject_tpl = self._subject_template(f"{lang}/{kind}.subject.j2")
+        subject = " ".join(subject_tpl.render(ctx).split()) if subject_tpl else None
         return Rendered(text=text.strip() + "\n", html=html, subject=subject)
+
+    def _subject_template(self, name: str) -> Template | None:
+        """The optional subject template; its absence is remembered too."""
+        if name not in self._subjects:
+            try:
+                self._subjects[name] = self.env.get_template(name)
+            except TemplateNotFound:
+                self._subjects[name] = None
+        return self._subjects[name]
 
 
 @lru_cache(maxsize=8)

@@ -283,11 +283,9 @@ def _may_mail(
     """Whether automatic mail may go to address `to` (SPEC §6); records why not."""
     reason = _machine_reason(cfg, to) or _bounce_reason(s, to)
     if reason is None and rate_limited:
-        reason = _loop_reason(s, cfg, ticket, to, now)
-    if reason is None and rate_limited:
-        limit = cfg.limits.auto_replies_per_address_per_hour
-        if not ratelimit.allow(s, to, now, limit, ticket_id=ticket.id):
-            reason = f"rate limit: {limit} automatic mails an hour to this address"
+        reason = _limit_reason(s, cfg, ticket, to, now)
+        if reason is None:
+            ratelimit.record(s, to, now, ticket.id)
     if reason is not None:
         _suppressed(s, ticket, now, to, reason)
         return False
@@ -301,23 +299,29 @@ def _bounce_reason(s: Session, address: str) -> str | None:
     return f"address suppressed after {row.hard_bounces} hard bounces (last: {row.last_status})"
 
 
-def _loop_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime) -> str | None:
-    """The loop breaker: answers that come back faster than a person writes are a machine.
+def _limit_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime) -> str | None:
+    """The loop breaker, then the per-ticket and per-address windows.
 
-    We are answering mail from `to`; if we already sent it automatic mail
-    within the loop window, it wrote back at machine speed (another
-    helpdesk, an auto-responder without RFC 3834 headers): stop here, so two
-    systems that take each other for customers exchange at most 3 messages.
+    The breaker: we are answering mail from `to`; if we already sent it
+    automatic mail within the loop window, it wrote back at machine speed
+    (another helpdesk, an auto-responder without RFC 3834 headers): stop
+    here, so two systems that take each other for customers exchange at
+    most 3 messages.
     """
-    window = timedelta(seconds=cfg.limits.loop_window_seconds)
-    if ratelimit.sent_recently(s, to, now, window) > 0:
+    limits = cfg.limits
+    window = timedelta(seconds=limits.loop_window_seconds)
+    seen = ratelimit.recent(s, to, ticket.id, now, window)
+    if seen.to_address_in_window > 0:
         return (
             f"loop breaker: {to} wrote again within {int(window.total_seconds())} s "
             "of our last automatic mail to it"
         )
-    limit = cfg.limits.auto_replies_per_ticket_per_hour
-    if ticket.id is not None and ratelimit.sent_for_ticket(s, ticket.id, now) >= limit:
-        return f"rate limit: {limit} automatic mails an hour on this ticket"
+    per_ticket = limits.auto_replies_per_ticket_per_hour
+    if seen.on_ticket_in_hour >= per_ticket:
+        return f"rate limit: {per_ticket} automatic mails an hour on this ticket"
+    per_address = limits.auto_replies_per_address_per_hour
+    if seen.to_address_in_hour >= per_address:
+        return f"rate limit: {per_address} automatic mails an hour to this address"
     return None
 
 
@@ -379,7 +383,16 @@ def _notify_agents(
     now: datetime,
 ) -> None:
     author = msg.from_addr.lower()
-    agents = [a for a in _agents(cfg, ticket) if a.email.lower() != author]
+    agents = []
+    for agent in _agents(cfg, ticket):
+        if agent.email.lower() == author:
+            continue
+        # Notices to agents are never rate-limited (a missed notice is a missed
+        # customer), but an agent address that hard-bounces is not written to.
+        if (why := _bounce_reason(s, agent.email)) is not None:
+            _suppressed(s, ticket, now, agent.email, why)
+            continue
+        agents.append(agent)
     context = {
         "author_name": msg.from_name or parsed.from_name or author,
         "author_email": author,

@@ -8,9 +8,10 @@ and recovers an hour after our last answer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import and_, case, delete, false, func, insert, or_, select, text
 from sqlmodel import Session
 
 from mailtix.store.tables import AutoReplyLog
@@ -37,6 +38,52 @@ def sent_for_ticket(s: Session, ticket_id: int, now: datetime, window: timedelta
         AutoReplyLog.at <= now,  # type: ignore[operator]
     )
     return int(s.execute(stmt).scalar() or 0)
+
+
+@dataclass(frozen=True)
+class Recent:
+    """Automatic mail sent lately: to one address (in the loop window, in the hour), on a ticket."""
+
+    to_address_in_window: int
+    to_address_in_hour: int
+    on_ticket_in_hour: int
+
+
+def recent(
+    s: Session, address: str, ticket_id: int | None, now: datetime, window: timedelta
+) -> Recent:
+    """The three counts the limits need, in one query; serialised per address on PostgreSQL."""
+    address = address.lower()
+    if s.get_bind().dialect.name == "postgresql":
+        # Two runners answering the same storm must not both see "limit - 1":
+        # serialise per address until this transaction ends.
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:a))"), {"a": address})
+    since = now - max(window, WINDOW)
+    to_addr = AutoReplyLog.address == address
+    on_ticket = AutoReplyLog.ticket_id == ticket_id if ticket_id is not None else false()
+    row = s.execute(
+        select(
+            func.coalesce(
+                func.sum(case((and_(to_addr, AutoReplyLog.at > now - window), 1), else_=0)), 0
+            ),
+            func.coalesce(
+                func.sum(case((and_(to_addr, AutoReplyLog.at > now - WINDOW), 1), else_=0)), 0
+            ),
+            func.coalesce(
+                func.sum(case((and_(on_ticket, AutoReplyLog.at > now - WINDOW), 1), else_=0)), 0
+            ),
+        ).where(
+            or_(to_addr, on_ticket),
+            AutoReplyLog.at > since,  # type: ignore[operator]
+            AutoReplyLog.at <= now,  # type: ignore[operator]
+        )
+    ).one()
+    return Recent(int(row[0]), int(row[1]), int(row[2]))
+
+
+def record(s: Session, address: str, now: datetime, ticket_id: int | None) -> None:
+    """Log one automatic mail to address (it counts against the limits from now on)."""
+    s.execute(_LOG, {"address": address.lower(), "at": now, "ticket_id": ticket_id})
 
 
 def allow(

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
 from sqlmodel import Session
 
 from mailtix.core.fingerprint import dedupe_key
@@ -121,7 +122,12 @@ def lock_new(session: Session, item_id: int) -> SpoolItem | None:
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several runners never take the
     same item. SQLite: the write transaction already holds the database lock.
     """
-    stmt = select(SpoolItem).where(SpoolItem.id == item_id, SpoolItem.state == "new")
+    # The raw bytes were read for parsing already; loaded again only if used.
+    stmt = (
+        select(SpoolItem)
+        .options(defer(SpoolItem.raw))  # type: ignore[arg-type]
+        .where(SpoolItem.id == item_id, SpoolItem.state == "new")
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return session.scalars(stmt).first()
