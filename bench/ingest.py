@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import fresh_database
 from mailtix import config as config_mod
 from mailtix.config import Config
 from mailtix.core.fingerprint import dedupe_key
@@ -224,25 +224,6 @@ def mailtix_server(
 
 
 # ------------------------------------------------------------- databases
-@contextmanager
-def fresh_database(pg_admin_url: str | None, workdir: Path) -> Iterator[str]:
-    """The URL of a new, empty database: SQLite in workdir, or a throwaway PostgreSQL one."""
-    if pg_admin_url is None:
-        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
-        yield f"sqlite:///{path}"
-        return
-    name = f"mailtix_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-    try:
-        yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def prefill(db: Database, count: int, size: int) -> None:
     """Insert count processed spool items and count tickets, in bulk."""
     now = utcnow()

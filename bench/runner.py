@@ -29,18 +29,17 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import fresh_database
 from mailtix import config as config_mod
 from mailtix.config import Config
 from mailtix.runner import Runner
@@ -93,24 +92,6 @@ def bench_config(db_url: str, workdir: Path) -> Config:
         "tickets": {"attachment_dir": str(workdir / "attachments")},
     }
     return config_mod.parse(data, {}, workdir)
-
-
-@contextmanager
-def fresh_database(pg_admin_url: str | None, workdir: Path) -> Iterator[str]:
-    """The URL of a new, empty database: SQLite in workdir, or a throwaway PostgreSQL one."""
-    if pg_admin_url is None:
-        yield f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-        return
-    name = f"mailtix_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-    try:
-        yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
