@@ -2,8 +2,8 @@
 
 Run: `.venv/bin/python bench/outbound.py` (options: --help). It measures
 
-* composing a text+HTML reply: `EmailMessage` (policy.default) against the
-  compat32 classes mailtix uses (render/mime.py), and a whole notification
+* composing a text+HTML reply: `EmailMessage` (policy.default) against
+  mailtix's own composer (render/mime.py), and a whole notification
   (Jinja2 render + compose);
 * delivery: N outbox rows on a fresh SQLite database (or --db-url) sent by
   `send_pending` to an aiosmtpd sink that answers 250, at 1 and 4
@@ -78,7 +78,7 @@ def _headers() -> Headers:
     )
 
 
-def _with_compat32() -> bytes:
+def _with_mailtix() -> bytes:
     return compose(_headers(), TEXT, HTML)
 
 
@@ -113,7 +113,7 @@ def bench_composition(n: int) -> None:
     """Print the median cost of composing one message each way."""
     print("composition (median of 5 runs, ms per message):")
     print(f"  EmailMessage, policy.default/SMTP   {_per_call_ms(_with_email_message, n):6.2f}")
-    print(f"  compat32 MIMEMultipart (mailtix)    {_per_call_ms(_with_compat32, n):6.2f}")
+    print(f"  mailtix render.mime.compose         {_per_call_ms(_with_mailtix, n):6.2f}")
     notification = _whole_notification(Templates())
     print(f"  Jinja2 render + compose (agent_new) {_per_call_ms(notification, n):6.2f}")
 
