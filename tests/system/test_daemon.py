@@ -5,7 +5,9 @@ from __future__ import annotations
 import smtplib
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -146,3 +148,27 @@ def test_check_config_lists_every_problem(tmp_path: Path) -> None:
     assert "listener.port" in err and "listener.colour" in err and "queue[0].addresses" in err
     good = cli(Path(__file__).resolve().parents[2] / "mailtix.toml", "check-config")
     assert good.returncode == 0 and good.stdout.startswith(b"ok:")
+
+
+def test_sigterm_with_a_backlog_stops_between_transactions(
+    tmp_path: Path, db_url: str, daemon_factory: Callable[[Path], DaemonProcess]
+) -> None:
+    """A long spool backlog does not hold up SIGTERM: the runner stops between batches."""
+    config = write_config(tmp_path, db_url)
+    db = Database(db_url)
+    try:
+        db.upgrade()
+        with db.write() as s:
+            spool.put_many(
+                s,
+                [(customer_mail(n), spool.Envelope(source="import")) for n in range(3000)],
+                datetime.now(UTC),
+            )
+    finally:
+        db.dispose()
+    daemon = daemon_factory(config)
+    wait_for(lambda: len(cli_json(config, "tickets")) > 0, what="the runner to start")
+    started = time.monotonic()
+    assert daemon.terminate(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    assert "did not stop" not in daemon.output()
