@@ -25,16 +25,6 @@ class Scheduler:
         self.db = db
         self.clock = clock
         self._scheduler = BackgroundScheduler(timezone="UTC")
-        self._scheduler.add_job(
-            self._run,
-            "interval",
-            hours=1,
-            args=["housekeeping"],
-            id="housekeeping",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=clock(),
-        )
 
     def _run(self, name: str) -> None:
         try:
@@ -45,6 +35,18 @@ class Scheduler:
             log.exception("job %s failed", name)
 
     def start(self) -> None:
+        """Start triggering; the first housekeeping runs at once."""
+        self._scheduler.add_job(
+            self._run,
+            "interval",
+            hours=1,
+            args=["housekeeping"],
+            id="housekeeping",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=self.clock(),
+            misfire_grace_time=600,
+        )
         self._scheduler.start()
 
     def stop(self) -> None:

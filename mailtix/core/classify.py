@@ -244,7 +244,9 @@ def _failure_notice(msg: ParsedMessage, env: Envelope) -> Disposition | None:
 def _auto_submitted(msg: ParsedMessage, env: Envelope) -> Disposition | None:
     # RFC 3834 §5: any value but "no" marks automatic mail.
     value = (msg.header("auto-submitted") or "no").strip().lower()
-    if value.split(";", 1)[0].strip() != "no":  # "no; comment" is still no
+    # The keyword alone decides: "no (sent by a person)" and "no; x=1" are "no".
+    keyword = re.sub(r"\([^()]*\)", " ", value).split(";", 1)[0].strip()
+    if keyword != "no":
         return Disposition("auto_reply", f"Auto-Submitted: {value}", "auto_submitted")
     return None
 

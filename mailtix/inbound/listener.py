@@ -42,6 +42,9 @@ def _queued(stored: Stored) -> str:
     return f"250 2.0.0 Ok: queued as {stored.item_id}"
 
 
+LONGEST_LINE = 1 << 20
+
+
 class _Handler:
     """aiosmtpd hooks: RCPT checks, DATA stores, errors become 451."""
 
@@ -268,8 +271,9 @@ class Listener:
         # RFC 5321 §4.5.3.1.6 caps lines at 1000 octets, but real mail breaks it
         # (malformed/ in the corpus: base64 on one line, HTML without breaks).
         # aiosmtpd would refuse such mail for good (500); we store it and let the
-        # parser cope. The whole message stays under max_message_bytes.
-        cls = type(base.__name__, (base,), {"line_length_limit": lc.max_message_bytes})
+        # parser cope. The limit is also the read buffer of every connection
+        # (commands included), hence 1 MiB rather than max_message_bytes.
+        cls = type(base.__name__, (base,), {"line_length_limit": LONGEST_LINE})
         tls = _tls_context(self._cfg)
         # Looked up once: aiosmtpd would call getfqdn() (a DNS lookup) per session.
         hostname = lc.hostname or socket.getfqdn()

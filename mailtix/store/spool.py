@@ -41,6 +41,9 @@ class Stored:
     dedupe_key: str
 
 
+MAX_RETRY_DELAY = timedelta(days=1)
+
+
 def _insert(session: Session) -> object:
     name = session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(SpoolItem)
@@ -168,7 +171,8 @@ def record_failure(
         return item.state if item else "missing"
     item.attempts += 1
     item.last_error = error
-    item.next_attempt_at = now + retry_base * 2 ** (item.attempts - 1)
+    # Doubling, but never past a day (and never an overflow, whatever the config).
+    item.next_attempt_at = now + min(retry_base * 2 ** min(item.attempts - 1, 30), MAX_RETRY_DELAY)
     if item.attempts >= max_attempts:
         item.state = "quarantined"
         item.processed_at = now

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from mailtix.store import spool
 from mailtix.store.db import Database
@@ -46,3 +46,17 @@ def test_failures_quarantine_after_max_attempts_and_replay(db: Database) -> None
         assert spool.replay(s, stored.item_id)
     with db.read() as s:
         assert spool.pending_ids(s, 10) == [stored.item_id]
+
+
+def test_retry_delay_is_capped_at_a_day_and_never_overflows(db: Database) -> None:
+    """Many failures with a long base delay: next attempt at most a day away, no error."""
+    with db.write() as s:
+        (stored,) = spool.put_many(s, [(MSG, Envelope(source="inject"))], NOW)
+    assert stored.item_id is not None
+    for _ in range(40):
+        with db.write() as s:
+            spool.record_failure(s, stored.item_id, "boom", 100, NOW, timedelta(hours=12))
+    with db.read() as s:
+        item = spool.get(s, stored.item_id)
+        assert item is not None and item.attempts == 40
+        assert item.next_attempt_at == NOW + timedelta(days=1)

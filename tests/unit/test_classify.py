@@ -332,4 +332,5 @@ def test_another_mailtix_loop_header_is_not_our_loop() -> None:
 def test_auto_submitted_values_other_than_no_are_automatic() -> None:
     """RFC 3834 §5: "no" (with parameters) is human; "none" is not "no"."""
     assert kind_of(mail(headers={"Auto-Submitted": "no; x=1"})) == "human"
+    assert kind_of(mail(headers={"Auto-Submitted": "No (sent by a person)"})) == "human"
     assert kind_of(mail(headers={"Auto-Submitted": "none"})) == "auto_reply"
