@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlmodel import Session
 
@@ -171,7 +171,7 @@ def on_status_change(
     if new == old or new not in _STATUS_MAIL:
         return
     requester = _Recipient(ticket.requester, ticket.requester_name, _customer_language(cfg, ticket))
-    if not _may_mail(s, cfg, ticket, requester.email, now, rate_limited=False):
+    if not _may_mail(s, cfg, ticket, requester.email, now, limits="notice"):
         return
     # Mail caused by an agent answers something; a job's (auto-close) is scheduled.
     scheduled = actor.lower() not in cfg.agent_emails
@@ -260,7 +260,7 @@ def _acknowledge(
     if not may_auto_reply:
         _suppressed(s, ticket, now, to, "classified as automated mail")
         return
-    if not _may_mail(s, cfg, ticket, to, now, rate_limited=True):
+    if not _may_mail(s, cfg, ticket, to, now, limits="reply"):
         return
     requester = _Recipient(to, ticket.requester_name, _customer_language(cfg, ticket))
     _send(
@@ -278,14 +278,25 @@ def _acknowledge(
 
 
 def _may_mail(
-    s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime, *, rate_limited: bool
+    s: Session,
+    cfg: Config,
+    ticket: Ticket,
+    to: str,
+    now: datetime,
+    *,
+    limits: Literal["reply", "notice"] | None = None,
 ) -> bool:
-    """Whether automatic mail may go to address `to` (SPEC §6); records why not."""
+    """Whether automatic mail may go to address `to` (SPEC §6); records why not.
+
+    limits: "reply" (an answer to mail from `to`) passes the loop breaker and
+    the per-ticket and per-address windows; "notice" (a status notice) the
+    per-ticket window; None (an agent's answer relayed) none of them.
+    """
     reason = _machine_reason(cfg, to) or _bounce_reason(s, to)
-    if reason is None and rate_limited:
-        reason = _limit_reason(s, cfg, ticket, to, now)
+    if reason is None and limits is not None:
+        reason = _limit_reason(s, cfg, ticket, to, now, limits)
         if reason is None:
-            ratelimit.record(s, to, now, ticket.id)
+            ratelimit.record(s, to, now, ticket.id, limits)
     if reason is not None:
         _suppressed(s, ticket, now, to, reason)
         return False
@@ -299,7 +310,9 @@ def _bounce_reason(s: Session, address: str) -> str | None:
     return f"address suppressed after {row.hard_bounces} hard bounces (last: {row.last_status})"
 
 
-def _limit_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime) -> str | None:
+def _limit_reason(
+    s: Session, cfg: Config, ticket: Ticket, to: str, now: datetime, kind: str
+) -> str | None:
     """The loop breaker, then the per-ticket and per-address windows.
 
     The breaker: we are answering mail from `to`; if we already sent it
@@ -311,7 +324,7 @@ def _limit_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetim
     limits = cfg.limits
     window = timedelta(seconds=limits.loop_window_seconds)
     seen = ratelimit.recent(s, to, ticket.id, now, window)
-    if seen.to_address_in_window > 0:
+    if kind == "reply" and seen.to_address_in_window > 0:
         return (
             f"loop breaker: {to} wrote again within {int(window.total_seconds())} s "
             "of our last automatic mail to it"
@@ -320,7 +333,7 @@ def _limit_reason(s: Session, cfg: Config, ticket: Ticket, to: str, now: datetim
     if seen.on_ticket_in_hour >= per_ticket:
         return f"rate limit: {per_ticket} automatic mails an hour on this ticket"
     per_address = limits.auto_replies_per_address_per_hour
-    if seen.to_address_in_hour >= per_address:
+    if kind == "reply" and seen.to_address_in_hour >= per_address:
         return f"rate limit: {per_address} automatic mails an hour to this address"
     return None
 

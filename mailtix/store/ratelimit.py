@@ -30,16 +30,6 @@ def sent_recently(s: Session, address: str, now: datetime, window: timedelta = W
     return int(s.execute(stmt).scalar() or 0)
 
 
-def sent_for_ticket(s: Session, ticket_id: int, now: datetime, window: timedelta = WINDOW) -> int:
-    """How many automatic mails went out on ticket_id in (now - window, now]."""
-    stmt = select(func.count()).where(
-        AutoReplyLog.ticket_id == ticket_id,
-        AutoReplyLog.at > now - window,  # type: ignore[operator]
-        AutoReplyLog.at <= now,  # type: ignore[operator]
-    )
-    return int(s.execute(stmt).scalar() or 0)
-
-
 @dataclass(frozen=True)
 class Recent:
     """Automatic mail sent lately: to one address (in the loop window, in the hour), on a ticket."""
@@ -59,7 +49,7 @@ def recent(
         # serialise per address until this transaction ends.
         s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:a))"), {"a": address})
     since = now - max(window, WINDOW)
-    to_addr = AutoReplyLog.address == address
+    to_addr = and_(AutoReplyLog.address == address, AutoReplyLog.kind == "reply")
     on_ticket = AutoReplyLog.ticket_id == ticket_id if ticket_id is not None else false()
     row = s.execute(
         select(
@@ -73,7 +63,7 @@ def recent(
                 func.sum(case((and_(on_ticket, AutoReplyLog.at > now - WINDOW), 1), else_=0)), 0
             ),
         ).where(
-            or_(to_addr, on_ticket),
+            or_(AutoReplyLog.address == address, on_ticket),
             AutoReplyLog.at > since,  # type: ignore[operator]
             AutoReplyLog.at <= now,  # type: ignore[operator]
         )
@@ -81,9 +71,11 @@ def recent(
     return Recent(int(row[0]), int(row[1]), int(row[2]))
 
 
-def record(s: Session, address: str, now: datetime, ticket_id: int | None) -> None:
+def record(
+    s: Session, address: str, now: datetime, ticket_id: int | None, kind: str = "reply"
+) -> None:
     """Log one automatic mail to address (it counts against the limits from now on)."""
-    s.execute(_LOG, {"address": address.lower(), "at": now, "ticket_id": ticket_id})
+    s.execute(_LOG, {"address": address.lower(), "at": now, "ticket_id": ticket_id, "kind": kind})
 
 
 def allow(
@@ -97,7 +89,7 @@ def allow(
         s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:a))"), {"a": address})
     if sent_recently(s, address, now) >= limit:
         return False
-    s.execute(_LOG, {"address": address, "at": now, "ticket_id": ticket_id})
+    s.execute(_LOG, {"address": address, "at": now, "ticket_id": ticket_id, "kind": "reply"})
     return True
 
 

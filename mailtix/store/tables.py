@@ -208,6 +208,9 @@ class AutoReplyLog(SQLModel, table=True):
     address: str = Field(max_length=320)
     at: datetime = Field(sa_column=_ts(nullable=False))
     ticket_id: int | None = Field(default=None, index=True)
+    # "reply": an answer to mail from address (an acknowledgement); "notice": a
+    # status notice. Only replies count for the loop breaker and the address limit.
+    kind: str = Field(default="reply", max_length=16)
 
 
 class MailboxState(SQLModel, table=True):

@@ -24,8 +24,14 @@ from tests.conftest import ConfigFactory
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def _raw(sender: str, msgid: str, body: str = "My printer is on fire.", *, subject: str = "Printer",
-         extra: str = "") -> bytes:
+def _raw(
+    sender: str,
+    msgid: str,
+    body: str = "My printer is on fire.",
+    *,
+    subject: str = "Printer",
+    extra: str = "",
+) -> bytes:
     return (
         f"From: Carla Customer <{sender}>\r\nTo: support@example.com\r\n"
         f"Message-ID: {msgid}\r\nSubject: {subject}\r\n{extra}"
@@ -33,11 +39,22 @@ def _raw(sender: str, msgid: str, body: str = "My printer is on fire.", *, subje
     ).encode()
 
 
-def _open(s: Session, raw: bytes, *, queue: str = "support", language: str | None = None,
-          ) -> tuple[Ticket, TicketMessage, ParsedMessage]:
+def _open(
+    s: Session,
+    raw: bytes,
+    *,
+    queue: str = "support",
+    language: str | None = None,
+) -> tuple[Ticket, TicketMessage, ParsedMessage]:
     p = parse(raw)
-    t = tickets.create(s, subject=p.subject, queue=queue, requester=p.from_addr,
-                       requester_name=p.from_name, now=NOW)
+    t = tickets.create(
+        s,
+        subject=p.subject,
+        queue=queue,
+        requester=p.from_addr,
+        requester_name=p.from_name,
+        now=NOW,
+    )
     t.language = language
     m = _incoming(s, t, p)
     return t, m, p
@@ -46,8 +63,15 @@ def _open(s: Session, raw: bytes, *, queue: str = "support", language: str | Non
 def _incoming(s: Session, t: Ticket, p: ParsedMessage) -> TicketMessage:
     assert p.message_id is not None
     return tickets.add_message(
-        s, t, message_id=p.message_id, direction="in", from_addr=p.from_addr,
-        from_name=p.from_name, subject=p.subject, body=p.text, now=NOW,
+        s,
+        t,
+        message_id=p.message_id,
+        direction="in",
+        from_addr=p.from_addr,
+        from_name=p.from_name,
+        subject=p.subject,
+        body=p.text,
+        now=NOW,
     )
 
 
@@ -101,7 +125,8 @@ def test_new_ticket_acks_the_requester_and_tells_each_queue_agent(
     assert "[Ticket #" in _text(a)
     # Alice and Bob both work the support queue: one logical notice, two copies.
     assert sorted(json.loads(n.recipients)[0] for n in notices) == [
-        "alice@example.com", "bob@example.com",
+        "alice@example.com",
+        "bob@example.com",
     ]
     assert len({n.message_id for n in notices}) == 1
     for n in notices:
@@ -112,7 +137,8 @@ def test_new_ticket_acks_the_requester_and_tells_each_queue_agent(
         assert reply_to in _text(mail) and "My printer is on fire." in _text(mail)
         assert mail["To"].addresses[0].addr_spec == agent
     assert [(h.internal, h.message_id) for h in history] == [
-        (False, ack.message_id), (True, notices[0].message_id),
+        (False, ack.message_id),
+        (True, notices[0].message_id),
     ]
 
 
@@ -155,8 +181,9 @@ def test_an_auto_reply_storm_is_cut_by_the_rate_limit(db: Database, cfg: Config)
     for i in range(12):
         with db.write() as s:
             t, m, p = _open(s, _raw("robot@customer.org", f"<storm{i}@customer.org>"))
-            notify.on_new_ticket(s, cfg, t, m, p, may_auto_reply=True,
-                                 now=NOW + timedelta(minutes=i))
+            notify.on_new_ticket(
+                s, cfg, t, m, p, may_auto_reply=True, now=NOW + timedelta(minutes=i)
+            )
             assert t.id is not None
             suppressed += len(_events(s, t.id, "auto-reply-suppressed"))
     with db.read() as s:
@@ -173,15 +200,23 @@ def test_customer_reply_goes_to_the_assignee_only(
     db: Database, make_config: ConfigFactory, db_url: str
 ) -> None:
     """With an assignee, only they are told, in their language; quoted history is left out."""
-    cfg = make_config(db_url=db_url, agent=[
-        {"email": "alice@example.com", "queues": ["support"]},
-        {"email": "bob@example.com", "queues": ["support"], "language": "fr"},
-    ])
+    cfg = make_config(
+        db_url=db_url,
+        agent=[
+            {"email": "alice@example.com", "queues": ["support"]},
+            {"email": "bob@example.com", "queues": ["support"], "language": "fr"},
+        ],
+    )
     with db.write() as s:
         t, _m, _p = _open(s, _raw("carla@customer.org", "<c1@customer.org>"))
         t.assignee = "bob@example.com"
-        p = parse(_raw("carla@customer.org", "<c2@customer.org>",
-                       "Still burning.\r\n\r\nOn Mon, Support wrote:\r\n> old text"))
+        p = parse(
+            _raw(
+                "carla@customer.org",
+                "<c2@customer.org>",
+                "Still burning.\r\n\r\nOn Mon, Support wrote:\r\n> old text",
+            )
+        )
         m = _incoming(s, t, p)
         notify.on_customer_reply(s, cfg, t, m, p, may_auto_reply=True, now=NOW)
         (notice,) = _rows(s, "agent_reply")
@@ -209,16 +244,24 @@ def test_agent_answer_is_relayed_to_requester_and_ccs_and_opens_the_ticket(
             b"On Mon, Support <support@example.com> wrote:\r\n> -- reply above this line --\r\n"
             b"> My printer is on fire.\r\n"
         )
-        am = tickets.add_message(s, t, message_id="<a1@example.com>", direction="in",
-                                 from_addr="alice@example.com", subject=answer.subject,
-                                 body=answer.text, now=later)
+        am = tickets.add_message(
+            s,
+            t,
+            message_id="<a1@example.com>",
+            direction="in",
+            from_addr="alice@example.com",
+            subject=answer.subject,
+            body=answer.text,
+            now=later,
+        )
         notify.on_agent_answer(s, cfg, t, am, answer, agent="alice@example.com", now=later)
         copies = _rows(s, "answer")
         (ack,) = _rows(s, "ack")
         assert (t.status, t.first_response_at) == ("open", later)
         assert _events(s, t.id, "status")[-1] == {"old": "new", "new": "open"}
     assert sorted(json.loads(c.recipients)[0] for c in copies) == [
-        "carla@customer.org", "dan@customer.org",
+        "carla@customer.org",
+        "dan@customer.org",
     ]
     for c in copies:
         mail, who = _mail(c), json.loads(c.recipients)[0]
@@ -244,8 +287,9 @@ def test_an_answer_with_nothing_to_say_sends_nothing(db: Database, cfg: Config) 
         assert _rows(s, "answer") == [] and t.status == "new" and t.first_response_at is None
 
 
-@pytest.mark.parametrize(("actor", "auto"), [("alice@example.com", "auto-replied"),
-                                             ("", "auto-generated")])
+@pytest.mark.parametrize(
+    ("actor", "auto"), [("alice@example.com", "auto-replied"), ("", "auto-generated")]
+)
 def test_resolved_and_closed_tell_the_requester(
     db: Database, cfg: Config, actor: str, auto: str
 ) -> None:
@@ -266,8 +310,9 @@ def test_language_follows_queue_then_ticket(db: Database, cfg: Config) -> None:
     with db.write() as s:
         t, m, p = _open(s, _raw("a@customer.org", "<f1@customer.org>"), queue="billing")
         notify.on_new_ticket(s, cfg, t, m, p, may_auto_reply=True, now=NOW)
-        t2, m2, p2 = _open(s, _raw("b@customer.org", "<f2@customer.org>"), queue="billing",
-                           language="en")
+        t2, m2, p2 = _open(
+            s, _raw("b@customer.org", "<f2@customer.org>"), queue="billing", language="en"
+        )
         notify.on_new_ticket(s, cfg, t2, m2, p2, may_auto_reply=True, now=NOW)
         fr, en = _rows(s, "ack")
     assert "Bonjour" in _text(_mail(fr)) and "Hello" in _text(_mail(en))
@@ -282,15 +327,29 @@ def test_a_failed_delivery_is_recorded_and_told_to_the_other_agents(
         t, _m, _p = _open(s, _raw("carla@customer.org", "<c1@customer.org>"))
         assert t.id is not None
         notify.on_delivery_failed(
-            s, cfg, ticket_id=t.id, outbox_id=7, kind="agent_new", message_id="<n@example.com>",
-            recipients=["alice@example.com"], error="550 5.1.1 no such user", now=NOW,
+            s,
+            cfg,
+            ticket_id=t.id,
+            outbox_id=7,
+            kind="agent_new",
+            message_id="<n@example.com>",
+            recipients=["alice@example.com"],
+            error="550 5.1.1 no such user",
+            now=NOW,
         )
         (notice,) = _rows(s, notify.FAILURE_KIND)
         (event,) = _events(s, t.id, "delivery-failed")
         # A failed failure notice is recorded, never notified about.
         notify.on_delivery_failed(
-            s, cfg, ticket_id=t.id, outbox_id=notice.id or 0, kind=notify.FAILURE_KIND,
-            message_id=notice.message_id, recipients=["bob@example.com"], error="550", now=NOW,
+            s,
+            cfg,
+            ticket_id=t.id,
+            outbox_id=notice.id or 0,
+            kind=notify.FAILURE_KIND,
+            message_id=notice.message_id,
+            recipients=["bob@example.com"],
+            error="550",
+            now=NOW,
         )
         assert len(_rows(s, notify.FAILURE_KIND)) == 1
         assert len(_events(s, t.id, "delivery-failed")) == 2
@@ -300,3 +359,25 @@ def test_a_failed_delivery_is_recorded_and_told_to_the_other_agents(
     assert mail["Subject"].startswith("Undeliverable:") and mail["Auto-Submitted"] == (
         "auto-generated"
     )
+
+
+def test_status_notices_are_limited_per_ticket_but_do_not_trip_the_loop_breaker(
+    db: Database, cfg: Config
+) -> None:
+    """An agent flipping a ticket back and forth mails at most 5 notices an hour; a
+    customer's new ticket right after a notice is still acknowledged."""
+    with db.write() as s:
+        t, _m, _p = _open(s, _raw("carla@customer.org", "<f1@customer.org>"))
+        for i in range(8):
+            at = NOW + timedelta(minutes=i)
+            notify.on_status_change(
+                s, cfg, t, "open", "resolved", actor="alice@example.com", now=at
+            )
+        assert len(_rows(s, "resolved")) == 5
+        reasons = [str(e["reason"]) for e in _events(s, t.id or 0, "auto-reply-suppressed")]
+        assert reasons == ["rate limit: 5 automatic mails an hour on this ticket"] * 3
+        t2, m2, p2 = _open(s, _raw("carla@customer.org", "<f2@customer.org>", subject="Other"))
+        notify.on_new_ticket(
+            s, cfg, t2, m2, p2, may_auto_reply=True, now=NOW + timedelta(minutes=9)
+        )
+        assert len(_rows(s, "ack")) == 1

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 18:03:43.221106
+Create Date: 2026-11-23 18:37:40.200353
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def upgrade() -> None:
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
     sa.Column('at', mailtix.store.tables.UTCDateTime(timezone=True), nullable=False),
     sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('auto_reply_log', schema=None) as batch_op:
