@@ -20,16 +20,6 @@ WINDOW = timedelta(hours=1)
 _LOG = insert(AutoReplyLog.__table__)  # type: ignore[attr-defined]
 
 
-def sent_recently(s: Session, address: str, now: datetime, window: timedelta = WINDOW) -> int:
-    """How many automatic mails went to address in (now - window, now]."""
-    stmt = select(func.count()).where(
-        AutoReplyLog.address == address.lower(),
-        AutoReplyLog.at > now - window,  # type: ignore[operator]
-        AutoReplyLog.at <= now,  # type: ignore[operator]
-    )
-    return int(s.execute(stmt).scalar() or 0)
-
-
 @dataclass(frozen=True)
 class Recent:
     """Automatic mail sent lately: to one address (in the loop window, in the hour), on a ticket."""
@@ -76,21 +66,6 @@ def record(
 ) -> None:
     """Log one automatic mail to address (it counts against the limits from now on)."""
     s.execute(_LOG, {"address": address.lower(), "at": now, "ticket_id": ticket_id, "kind": kind})
-
-
-def allow(
-    s: Session, address: str, now: datetime, limit: int, *, ticket_id: int | None = None
-) -> bool:
-    """Take one slot for an automatic mail to address; False when the hour's quota is used."""
-    address = address.lower()
-    if s.get_bind().dialect.name == "postgresql":
-        # Two ingest workers answering the same storm must not both see
-        # "limit - 1": serialise per address until this transaction ends.
-        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:a))"), {"a": address})
-    if sent_recently(s, address, now) >= limit:
-        return False
-    s.execute(_LOG, {"address": address, "at": now, "ticket_id": ticket_id, "kind": "reply"})
-    return True
 
 
 def prune(s: Session, before: datetime) -> int:

@@ -168,21 +168,6 @@ def participants(s: Session, ticket_id: int, role: str | None = None) -> list[Pa
     return list(s.scalars(stmt.order_by(Participant.id)))  # type: ignore[arg-type]
 
 
-def remove_participant(s: Session, ticket_id: int, email: str) -> bool:
-    """Take a Cc'd person off a ticket; the requester stays. True if someone was removed."""
-    row = s.scalars(
-        select(Participant).where(
-            Participant.ticket_id == ticket_id,
-            Participant.email == email.lower(),
-            Participant.role == "cc",
-        )
-    ).first()
-    if row is None:
-        return False
-    s.delete(row)
-    return True
-
-
 def add_message(
     s: Session,
     ticket: Ticket,

@@ -381,3 +381,16 @@ def test_status_notices_are_limited_per_ticket_but_do_not_trip_the_loop_breaker(
             s, cfg, t2, m2, p2, may_auto_reply=True, now=NOW + timedelta(minutes=9)
         )
         assert len(_rows(s, "ack")) == 1
+
+
+def test_a_zero_limit_sends_no_acknowledgement(
+    db: Database, make_config: ConfigFactory, db_url: str
+) -> None:
+    """auto_replies_per_address_per_hour = 0 turns acknowledgements off, and says so."""
+    cfg0 = make_config(db_url=db_url, limits={"auto_replies_per_address_per_hour": 0})
+    with db.write() as s:
+        t, m, p = _open(s, _raw("carla@customer.org", "<z1@customer.org>"))
+        notify.on_new_ticket(s, cfg0, t, m, p, may_auto_reply=True, now=NOW)
+        assert _rows(s, "ack") == []
+        reasons = [e["reason"] for e in _events(s, t.id or 0, "auto-reply-suppressed")]
+        assert reasons == ["rate limit: 0 automatic mails an hour to this address"]

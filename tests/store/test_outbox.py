@@ -18,19 +18,36 @@ LEASE = timedelta(minutes=5)
 
 def _ticket(s: Session) -> int:
     t = tickets.create(
-        s, subject="Printer", queue="support", requester="c@customer.org", requester_name="C",
+        s,
+        subject="Printer",
+        queue="support",
+        requester="c@customer.org",
+        requester_name="C",
         now=NOW,
     )
     assert t.id is not None
     return t.id
 
 
-def _enqueue(s: Session, key: str, *, ticket_id: int | None = None, at: datetime = NOW,
-             history: outbox.History | None = None) -> OutboxItem | None:
+def _enqueue(
+    s: Session,
+    key: str,
+    *,
+    ticket_id: int | None = None,
+    at: datetime = NOW,
+    history: outbox.History | None = None,
+) -> OutboxItem | None:
     return outbox.enqueue(
-        s, ticket_id=ticket_id, kind="ack", dedupe_key=key, message_id=f"<{key}@example.com>",
-        envelope_from="support@example.com", recipients=["c@customer.org"],
-        raw=b"Subject: x\r\n\r\nbody\r\n", now=at, history=history,
+        s,
+        ticket_id=ticket_id,
+        kind="ack",
+        dedupe_key=key,
+        message_id=f"<{key}@example.com>",
+        envelope_from="support@example.com",
+        recipients=["c@customer.org"],
+        raw=b"Subject: x\r\n\r\nbody\r\n",
+        now=at,
+        history=history,
     )
 
 
@@ -48,8 +65,11 @@ def test_a_dedupe_key_is_enqueued_once(db: Database) -> None:
 def test_enqueue_records_thread_ref_and_history(db: Database) -> None:
     """The Message-ID threads back to the ticket; the history shows an outgoing message."""
     history = outbox.History(
-        from_addr="support@example.com", from_name="Support", to=("c@customer.org",),
-        subject="Re: [Ticket #1] Printer", body="We got it.",
+        from_addr="support@example.com",
+        from_name="Support",
+        to=("c@customer.org",),
+        subject="Re: [Ticket #1] Printer",
+        body="We got it.",
     )
     with db.write() as s:
         tid = _ticket(s)
@@ -103,7 +123,8 @@ def test_marks_move_pending_rows_only(db: Database) -> None:
         assert retry is not None and (retry.state, retry.next_attempt_at) == ("pending", later)
         assert retry.last_error == "451 busy"
         assert failed is not None and (failed.state, failed.last_error) == (
-            "failed", "550 no such user",
+            "failed",
+            "550 no such user",
         )
 
 
@@ -147,18 +168,22 @@ def test_verp_token_round_trips() -> None:
     assert outbox.item_id_from_bounce_address("bounces+o42@example.com", "bounces@x") is None
 
 
-@pytest.mark.parametrize("limit", [0, 3])
-def test_rate_limit_is_a_sliding_hour(db: Database, limit: int) -> None:
-    """limit mails an hour to one address; the window slides; other addresses are apart."""
+def test_rate_limit_counts_slide_and_keep_addresses_and_kinds_apart(db: Database) -> None:
+    """Counts of the last hour and of the loop window; other addresses and notices apart."""
     addr = "Storm@Customer.org"
     with db.write() as s:
-        allowed = [ratelimit.allow(s, addr, NOW + timedelta(minutes=i), limit) for i in range(5)]
-        assert allowed == [True] * limit + [False] * (5 - limit)
-        assert ratelimit.allow(s, "other@customer.org", NOW, limit) == (limit > 0)
-    with db.write() as s:
-        # One hour after the first slot was taken, it is free again.
-        assert ratelimit.allow(s, addr, NOW + timedelta(minutes=60), limit) == (limit > 0)
-        assert ratelimit.sent_recently(s, "storm@customer.org", NOW + timedelta(minutes=60)) == (
-            limit
+        for i in range(3):
+            ratelimit.record(s, addr, NOW + timedelta(minutes=i), 7)
+        ratelimit.record(s, "other@customer.org", NOW, 8)
+        ratelimit.record(s, addr, NOW, 7, kind="notice")
+        seen = ratelimit.recent(
+            s, "storm@customer.org", 7, NOW + timedelta(minutes=4), timedelta(minutes=3)
         )
-        assert ratelimit.prune(s, NOW + timedelta(minutes=2)) == min(limit, 2) + (limit > 0)
+        assert seen == ratelimit.Recent(
+            to_address_in_window=1, to_address_in_hour=3, on_ticket_in_hour=4
+        )
+    with db.write() as s:
+        # One hour after the first mail, it no longer counts.
+        later = ratelimit.recent(s, addr, None, NOW + timedelta(minutes=60), timedelta(0))
+        assert (later.to_address_in_hour, later.on_ticket_in_hour) == (2, 0)
+        assert ratelimit.prune(s, NOW + timedelta(minutes=2)) == 4
